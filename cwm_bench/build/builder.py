@@ -1,0 +1,60 @@
+"""Parallel, isolated builds: one persistent worker per core, a timeout per candidate."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from cwm_bench.isolation import WorkerPool
+
+BUILD_STATUS = {"ok": "ok", "error": "build_error", "crash": "build_error", "timeout": "timeout"}
+
+
+@dataclass
+class BuildResult:
+    key: str
+    status: str  # "ok" | "build_error" | "timeout"
+    lib_path: str | None
+    error: str | None
+    build_s: float
+
+
+class ParallelBuilder:
+    """Compile IRModules for `target_json` into loadable libraries under a scratch folder."""
+
+    def __init__(self, target_json: str, num_workers: int | None = None, timeout_s: float = 120.0,
+                 artifact_dir: str | None = None):
+        self.target_json = target_json
+        self.timeout_s = timeout_s
+        self._own_dir = artifact_dir is None
+        self.artifact_dir = artifact_dir or tempfile.mkdtemp(prefix="cwm-bench-build-")
+        workers = num_workers or len(os.sched_getaffinity(0))
+        # One compile per core; LLVM itself must not fan out further.
+        self.pool = WorkerPool("cwm_bench.build.worker:build", workers, env={"TVM_NUM_THREADS": "1"})
+
+    def build(self, items: list[tuple[str, object]]) -> list[BuildResult]:
+        """Build `(key, IRModule)` pairs; a failure or hang becomes that item's error result."""
+        import tvm
+
+        requests = [{"mod_json": tvm.ir.save_json(mod), "target": self.target_json,
+                     "out_path": os.path.join(self.artifact_dir, f"{key}.so")} for key, mod in items]
+        results = []
+        for (key, _), outcome in zip(items, self.pool.map(requests, self.timeout_s), strict=True):
+            if outcome.ok:
+                results.append(BuildResult(key, "ok", outcome.value["path"], None, outcome.value["build_s"]))
+            else:
+                results.append(BuildResult(key, BUILD_STATUS[outcome.status], None,
+                                           f"{outcome.status}: {outcome.message}", outcome.seconds))
+        return results
+
+    def discard(self, results: list[BuildResult]) -> None:
+        for r in results:
+            if r.lib_path and os.path.exists(r.lib_path):
+                os.remove(r.lib_path)
+
+    def close(self) -> None:
+        self.pool.close()
+        if self._own_dir:
+            shutil.rmtree(self.artifact_dir, ignore_errors=True)

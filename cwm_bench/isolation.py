@@ -1,0 +1,204 @@
+"""Persistent worker processes that a crashing or hanging request kills alone.
+
+Building and measuring run foreign code (LLVM, generated kernels): a segfault or an endless loop
+there must cost one request, never the collector. Each worker imports TVM once and then serves
+requests over a pipe; a request that times out or kills the process gets an outcome saying so, and
+the worker is restarted for the next request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+
+@dataclass
+class Outcome:
+    """What happened to one request: ok (value set), error (handler raised), timeout or crash."""
+
+    status: str
+    value: Any = None
+    message: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _serve(read_fd: int, write_fd: int, handler_path: str) -> None:
+    """Child main loop: answer requests until the parent says stop or goes away."""
+    try:  # die with the parent, even when it is killed with SIGKILL (Linux)
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    rx, tx = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    module_name, _, function_name = handler_path.partition(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    tx.send(("ready", None))
+    while True:
+        try:
+            request = rx.recv()
+        except EOFError:
+            return
+        if request is None:
+            return
+        try:
+            tx.send(("ok", handler(request)))
+        except Exception as exc:  # noqa: BLE001  (reported to the parent as this request's error)
+            tx.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+
+
+class IsolatedWorker:
+    """One persistent child process running `handler_path` ("module:function") on each request."""
+
+    def __init__(self, handler_path: str, env: dict[str, str] | None = None, start_timeout_s: float = 120.0):
+        self.handler_path = handler_path
+        self.env = dict(env or {})
+        self.start_timeout_s = start_timeout_s
+        self.restarts = 0
+        self.process: subprocess.Popen | None = None
+        self.conn: Connection | None = None  # answers from the child (what `wait` watches)
+        self._tx: Connection | None = None
+        self._sent_at = 0.0
+
+    def start(self) -> None:
+        # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's main script).
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        code = f"from cwm_bench.isolation import _serve; _serve({down_r}, {up_w}, {self.handler_path!r})"
+        self.process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(down_r, up_w),
+                                        env={**os.environ, **self.env}, stdin=subprocess.DEVNULL)
+        os.close(down_r)
+        os.close(up_w)
+        self._tx = Connection(down_w, readable=False)
+        self.conn = Connection(up_r, writable=False)
+        if not self.conn.poll(self.start_timeout_s):
+            self.kill()
+            raise RuntimeError(f"worker {self.handler_path} did not start in {self.start_timeout_s} s")
+        try:
+            self.conn.recv()
+        except EOFError as exc:
+            code = self.process.wait()
+            self.kill()
+            raise RuntimeError(f"worker {self.handler_path} died while starting (exit code {code})") from exc
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ensure_started(self) -> None:
+        if not self.alive():
+            self.kill()
+            self.start()
+
+    def send(self, request: Any) -> None:
+        self.ensure_started()
+        assert self._tx is not None
+        self._sent_at = time.perf_counter()
+        try:
+            self._tx.send(request)
+        except (BrokenPipeError, OSError):
+            pass  # the child died; receive() will report the crash
+
+    def receive(self) -> Outcome:
+        """The answer to the last request; call when `conn` is readable."""
+        assert self.conn is not None
+        elapsed = time.perf_counter() - self._sent_at
+        try:
+            status, payload = self.conn.recv()
+        except (EOFError, ConnectionResetError, OSError):
+            assert self.process is not None
+            try:
+                code: int | None = self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = None
+            self.restart()
+            return Outcome("crash", message=f"worker process died (exit code {code})", seconds=elapsed)
+        if status == "ok":
+            return Outcome("ok", value=payload, seconds=elapsed)
+        return Outcome("error", message=payload, seconds=elapsed)
+
+    def timed_out(self, timeout_s: float) -> Outcome:
+        self.restart()
+        return Outcome("timeout", message=f"no answer within {timeout_s:g} s; worker restarted",
+                       seconds=timeout_s)
+
+    def call(self, request: Any, timeout_s: float) -> Outcome:
+        self.send(request)
+        assert self.conn is not None
+        if not self.conn.poll(timeout_s):
+            return self.timed_out(timeout_s)
+        return self.receive()
+
+    def restart(self) -> None:
+        self.kill()
+        self.restarts += 1
+
+    def kill(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait(timeout=10)
+        for conn in (self.conn, self._tx):
+            if conn is not None:
+                conn.close()
+        self.process, self.conn, self._tx = None, None, None
+
+    def close(self) -> None:
+        if self.alive() and self._tx is not None:
+            try:
+                self._tx.send(None)
+                assert self.process is not None
+                self.process.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+
+
+class WorkerPool:
+    """N isolated workers sharing a queue of requests; results come back in request order."""
+
+    def __init__(self, handler_path: str, size: int, env: dict[str, str] | None = None):
+        self.workers = [IsolatedWorker(handler_path, env) for _ in range(max(1, size))]
+
+    def map(self, requests: list[Any], timeout_s: float) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        queue = list(range(len(requests)))[::-1]
+        idle = list(self.workers)
+        busy: dict[Connection, tuple[IsolatedWorker, int, float]] = {}
+        while queue or busy:
+            while queue and idle:
+                worker, index = idle.pop(), queue.pop()
+                worker.send(requests[index])
+                assert worker.conn is not None
+                busy[worker.conn] = (worker, index, time.perf_counter() + timeout_s)
+            next_deadline = min(deadline for _, _, deadline in busy.values())
+            ready = wait(list(busy), timeout=max(0.0, next_deadline - time.perf_counter()))
+            for conn in ready:
+                worker, index, _ = busy.pop(conn)  # type: ignore[index]
+                outcomes[index] = worker.receive()
+                idle.append(worker)
+            now = time.perf_counter()
+            for conn, (worker, index, deadline) in list(busy.items()):
+                if now >= deadline:
+                    del busy[conn]
+                    outcomes[index] = worker.timed_out(timeout_s)
+                    idle.append(worker)
+        return [o for o in outcomes if o is not None]
+
+    @property
+    def restarts(self) -> int:
+        return sum(w.restarts for w in self.workers)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()

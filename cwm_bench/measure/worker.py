@@ -1,0 +1,90 @@
+"""Measurement worker: loads built kernels, times them, checks their outputs. Runs inside an
+IsolatedWorker, so a kernel that segfaults or never returns takes only this process down."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+_modules: dict[str, object] = {}  # key -> loaded runtime module
+_inputs: dict[str, list[np.ndarray]] = {}  # workload id -> host arrays (same data for every candidate)
+_tensors: dict[str, list[object]] = {}  # workload id -> device tensors used for timing
+_reference: dict[str, list[np.ndarray]] = {}  # workload id -> outputs of the unscheduled program
+
+
+def _device(kind: str):
+    import tvm
+
+    return tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
+
+
+def _random_args(arg_specs, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for shape, dtype in arg_specs:
+        if dtype.startswith("float") or dtype.startswith("bfloat"):
+            arrays.append(rng.uniform(-1.0, 1.0, size=shape).astype(dtype))
+        elif dtype == "bool":
+            arrays.append(np.zeros(shape, dtype=bool))
+        else:  # small integers: valid as indices into any dimension of size >= 4
+            arrays.append(rng.integers(0, 4, size=shape).astype(dtype))
+    return arrays
+
+
+def _fresh_tensors(arrays, dev):
+    import tvm
+
+    return [tvm.runtime.tensor(a.copy(), dev) for a in arrays]
+
+
+def _run_once(module, arrays, dev) -> list[np.ndarray]:
+    tensors = _fresh_tensors(arrays, dev)
+    module["main"](*tensors)
+    dev.sync()
+    return [t.numpy() for t in tensors]
+
+
+def handle(request: dict) -> dict:
+    import tvm
+
+    op = request["op"]
+    dev = _device(request.get("device", "cpu"))
+    if op == "load":
+        started = time.perf_counter()
+        module = tvm.runtime.load_module(request["lib_path"])
+        wid = request["workload_id"]
+        if wid not in _inputs:
+            _inputs[wid] = _random_args([(tuple(s), d) for s, d in request["arg_specs"]], request["seed"])
+            _tensors[wid] = _fresh_tensors(_inputs[wid], dev)
+        for _ in range(request["warmup_runs"]):
+            module["main"](*_tensors[wid])
+        dev.sync()
+        _modules[request["key"]] = module
+        return {"load_s": time.perf_counter() - started}
+    if op == "time":
+        module = _modules[request["key"]]
+        evaluator = module.time_evaluator(
+            "main", dev, number=1, repeat=request["repeat"], min_repeat_ms=request["min_repeat_ms"],
+            f_preproc="cache_flush_cpu_non_first_arg" if request["cache_flush"] else "")
+        return {"latencies_s": [float(x) for x in evaluator(*_tensors[request["workload_id"]]).results]}
+    if op == "check":
+        wid = request["workload_id"]
+        if wid not in _reference:
+            _reference[wid] = _run_once(tvm.runtime.load_module(request["reference_path"]), _inputs[wid], dev)
+        got = _run_once(_modules[request["key"]], _inputs[wid], dev)
+        worst = 0.0
+        for expected, actual in zip(_reference[wid], got, strict=True):
+            if not np.allclose(actual, expected, rtol=request["rtol"], atol=request["atol"], equal_nan=True):
+                diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+                worst = max(worst, float(np.nanmax(diff)))
+        return {"match": worst == 0.0, "max_abs_error": worst}
+    if op == "unload":
+        for key in request["keys"]:
+            _modules.pop(key, None)
+        if request.get("forget_workloads"):
+            _inputs.clear()
+            _tensors.clear()
+            _reference.clear()
+        return {}
+    raise ValueError(f"unknown measurement op {op!r}")

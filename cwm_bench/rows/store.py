@@ -1,0 +1,129 @@
+"""A dataset folder that survives kill -9: immutable Parquet shards, each written to a temp file
+and renamed into place, so a shard is either whole or absent. The shards are the truth; the manifest
+is a summary rebuilt from them after every write.
+
+    DIR/manifest.json
+    DIR/workloads/part-<time>-<n>.parquet
+    DIR/records/part-<time>-<n>.parquet
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cwm_bench.rows.schema import KEYS, SCHEMA_VERSION, TABLES
+
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass
+class TaskProgress:
+    """What a folder already holds for one (workload, hardware) pair."""
+
+    count: int = 0
+    by_origin: Counter | None = None
+    program_hashes: set[str] | None = None
+
+
+class DatasetStore:
+    def __init__(self, root: str, provenance: dict | None = None):
+        self.root = root
+        self.provenance = provenance or {}
+        for table in TABLES:
+            os.makedirs(os.path.join(root, table), exist_ok=True)
+        self._sequence = 0
+        self._entries: dict[str, dict] = {}  # shard path -> manifest entry (shards never change)
+        self._remove_partials()
+
+    # -- writing -------------------------------------------------------------------------------
+    def write(self, table: str, rows: list[dict]) -> str | None:
+        """Append rows as one new shard (atomically); returns its path."""
+        if not rows:
+            return None
+        schema = TABLES[table].with_metadata({
+            "cwm_bench.schema_version": SCHEMA_VERSION,
+            "cwm_bench.table": table,
+            "cwm_bench.provenance": json.dumps(self.provenance, sort_keys=True),
+        })
+        arrow = pa.Table.from_pylist(rows, schema=schema)
+        self._sequence += 1
+        name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._sequence:04d}.parquet"
+        final = os.path.join(self.root, table, name)
+        partial = final + PARTIAL_SUFFIX
+        pq.write_table(arrow, partial, compression="zstd")
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, final)
+        self.write_manifest()
+        return final
+
+    def write_manifest(self) -> None:
+        for table in TABLES:
+            for path in self.shards(table):
+                if path not in self._entries:
+                    self._entries[path] = self._shard_entry(path)
+        shards = {table: [self._entries[p] for p in self.shards(table)] for table in TABLES}
+        manifest = {
+            "format": "cwm-bench",
+            "schema_version": SCHEMA_VERSION,
+            "provenance": self.provenance,
+            "rows": {t: sum(s["rows"] for s in v) for t, v in shards.items()},
+            "shards": shards,
+        }
+        path = os.path.join(self.root, "manifest.json")
+        with open(path + PARTIAL_SUFFIX, "w") as handle:
+            json.dump(manifest, handle, indent=1, sort_keys=True)
+        os.replace(path + PARTIAL_SUFFIX, path)
+
+    # -- reading -------------------------------------------------------------------------------
+    def shards(self, table: str) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.root, table, "*.parquet")))
+
+    def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
+        paths = self.shards(table)
+        if not paths:
+            return TABLES[table].empty_table().select(columns) if columns else TABLES[table].empty_table()
+        return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths])
+
+    def known_keys(self, table: str) -> set[str]:
+        key = KEYS[table]
+        return set(self.read(table, [key]).column(key).to_pylist())
+
+    def progress(self, hw_id: str) -> dict[str, TaskProgress]:
+        """Per workload id: how many records this hardware already has, by origin, and their programs."""
+        table = self.read("records", ["workload_id", "hw_id", "origin", "program_hash"])
+        progress: dict[str, TaskProgress] = {}
+        for wid, hw, origin, program in zip(*(table.column(c).to_pylist() for c in table.column_names),
+                                            strict=True):
+            if hw != hw_id:
+                continue
+            p = progress.setdefault(wid, TaskProgress(0, Counter(), set()))
+            p.count += 1
+            p.by_origin[origin] += 1  # type: ignore[index]
+            p.program_hashes.add(program)  # type: ignore[union-attr]
+        return progress
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _remove_partials(self) -> None:
+        """Left-overs of a killed write: never complete, never referenced."""
+        for table in TABLES:
+            for path in glob.glob(os.path.join(self.root, table, "*" + PARTIAL_SUFFIX)):
+                os.remove(path)
+
+    @staticmethod
+    def _shard_entry(path: str) -> dict:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return {"file": os.path.basename(path), "rows": pq.ParquetFile(path).metadata.num_rows,
+                "sha256": digest.hexdigest()}

@@ -1,0 +1,71 @@
+"""Named workload suites. A suite is a list of sources; equal tasks from two sources merge into one
+workload (same structural hash) listing both networks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from cwm_bench.workload.operators import MINI_OPERATORS, OPERATORS, operator_workload
+from cwm_bench.workload.workload import Workload
+
+RELEASE_NETWORKS = ("resnet18", "resnet50", "mobilenet_v2", "bert_base_layer", "vit_b16_block")
+
+SUITES: dict[str, str] = {
+    "mini": "4 small operators (matmul, conv2d, depthwise conv2d, softmax); seconds to collect",
+    "operators": f"{len(OPERATORS)} standalone operators at shapes from real networks",
+    "networks": "every fused task of " + ", ".join(RELEASE_NETWORKS),
+    "cpu-v0": "the release suite: `networks` + `operators`",
+}
+
+
+class UnknownSuiteError(ValueError):
+    pass
+
+
+def _network_sources(target_kind: str) -> list[Callable[[], list[Workload]]]:
+    from cwm_bench.workload.relax_import import network_workloads
+
+    return [lambda name=name: network_workloads(name, target_kind) for name in RELEASE_NETWORKS]
+
+
+def _operator_sources(specs) -> list[Callable[[], list[Workload]]]:
+    return [lambda specs=specs: [operator_workload(s) for s in specs]]
+
+
+def suite_sources(name: str, target_kind: str = "llvm") -> list[Callable[[], list[Workload]]]:
+    if name == "mini":
+        return _operator_sources(MINI_OPERATORS)
+    if name == "operators":
+        return _operator_sources(OPERATORS)
+    if name == "networks":
+        return _network_sources(target_kind)
+    if name == "cpu-v0":
+        return _network_sources(target_kind) + _operator_sources(OPERATORS)
+    raise UnknownSuiteError(f"unknown suite {name!r}; valid suites: {', '.join(SUITES)}")
+
+
+def merge_workloads(workloads: Iterable[Workload]) -> list[Workload]:
+    """Merge equal tasks (same id) and keep first-seen order."""
+    merged: dict[str, Workload] = {}
+    for w in workloads:
+        merged[w.workload_id] = merged[w.workload_id].merged_with(w) if w.workload_id in merged else w
+    return list(merged.values())
+
+
+def load_suite(name: str, target_kind: str = "llvm") -> list[Workload]:
+    """All workloads of a suite, duplicates merged."""
+    return merge_workloads(w for source in suite_sources(name, target_kind) for w in source())
+
+
+def select_workloads(spec: str, target_kind: str = "llvm") -> list[Workload]:
+    """`spec` is a suite name, optionally filtered: `cpu-v0:conv2d` keeps one family,
+    `mini:matmul_64x64x64,softmax_64x128` keeps named tasks."""
+    suite, _, wanted = spec.partition(":")
+    workloads = load_suite(suite, target_kind)
+    if not wanted:
+        return workloads
+    keys = set(wanted.split(","))
+    chosen = [w for w in workloads if w.family in keys or w.task_name in keys or w.workload_id in keys]
+    if not chosen:
+        raise UnknownSuiteError(f"no workload of suite {suite!r} matches {wanted!r}")
+    return chosen
