@@ -125,10 +125,20 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--replay", "replay_count", default=20, show_default=True,
-              help="Traces replayed per table to confirm they rebuild the recorded program (0: skip).")
-def validate(data_dir: str, replay_count: int) -> None:
-    """Check a dataset folder: schema, ids, duplicates, and that stored traces still replay."""
+              help="Random traces replayed to confirm they rebuild the recorded program (0: skip).")
+@click.option("--rebuild-manifest", is_flag=True,
+              help="First rewrite manifest.json from the shards on disk (after a killed write).")
+def validate(data_dir: str, replay_count: int, rebuild_manifest: bool) -> None:
+    """Check a dataset folder: schema, ids, duplicates, checksums, and that stored traces replay.
+
+    Exit code 0 when valid, 1 with one line per problem (file and row) otherwise.
+    """
     from cwm_bench.validate import validate_dataset
+
+    if rebuild_manifest:
+        from cwm_bench.rows.store import DatasetStore
+
+        DatasetStore(data_dir).write_manifest()
 
     problems, stats = validate_dataset(data_dir, replay_count=replay_count)
     for p in problems:

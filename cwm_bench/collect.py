@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,6 +73,15 @@ class Collector:
         self.log = log
         self._builder: ParallelBuilder | None = None
         self._runner: Runner | None = None
+        self.stage_seconds: Counter = Counter()  # wall time per pipeline stage, for benchmarks
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] += time.perf_counter() - started
 
     # -- public --------------------------------------------------------------------------------
     def remaining(self, workloads: list[Workload]) -> int:
@@ -116,11 +128,12 @@ class Collector:
         if done >= cfg.per_task:
             return
         by_origin = dict(progress.by_origin) if progress else {}
-        generator = CandidateGenerator(w, self.target, seed=_task_seed(cfg.seed, w.workload_id, done),
-                                       config=cfg.search)
-        if progress:
-            generator.remember(sorted(progress.program_hashes))
-            self._replay_history(generator, w)
+        with self._stage("search"):
+            generator = CandidateGenerator(w, self.target, seed=_task_seed(cfg.seed, w.workload_id, done),
+                                           config=cfg.search)
+            if progress:
+                generator.remember(sorted(progress.program_hashes))
+                self._replay_history(generator, w)
         random_quota = math.ceil(cfg.per_task * (1.0 - cfg.evolutionary_fraction))
         rng = np.random.default_rng(generator.seed)
         reference: str | None = None
@@ -128,10 +141,11 @@ class Collector:
         while done < cfg.per_task and empty_draws < 3:
             n = min(cfg.batch_size, cfg.per_task - done)
             want_random = by_origin.get("random", 0) < random_quota
-            candidates = generator.random(min(n, random_quota - by_origin.get("random", 0))) if want_random \
-                else generator.evolutionary(n)
-            if not candidates and not want_random:
-                candidates = generator.random(n)  # the search found nothing new: fall back
+            with self._stage("search"):
+                candidates = generator.random(min(n, random_quota - by_origin.get("random", 0))) \
+                    if want_random else generator.evolutionary(n)
+                if not candidates and not want_random:
+                    candidates = generator.random(n)  # the search found nothing new: fall back
             if not candidates:
                 empty_draws += 1
                 continue
@@ -140,8 +154,10 @@ class Collector:
             if check.any() and reference is None:
                 reference = self._build_reference(w)
             rows = self._measure_batch(w, candidates, check, reference)
-            self.store.write("records", rows)
-            generator.observe(candidates, [r["latency_s"] for r in rows])
+            with self._stage("write"):
+                self.store.write("records", rows)
+            with self._stage("search"):
+                generator.observe(candidates, [r["latency_s"] for r in rows])
             for c in candidates:
                 by_origin[c.origin] = by_origin.get(c.origin, 0) + 1
             done += len(rows)
@@ -171,13 +187,16 @@ class Collector:
 
     def _measure_batch(self, w: Workload, candidates: list[Candidate], check: np.ndarray,
                        reference: str | None) -> list[dict]:
-        builds = self.builder.build([(c.program_hash, c.mod) for c in candidates])
+        with self._stage("build"):
+            builds = self.builder.build([(c.program_hash, c.mod) for c in candidates])
         arg_specs = [(list(a.shape), a.dtype) for a in w.args]
         items = [MeasureItem(b.key, b.lib_path, w.workload_id, arg_specs, reference if flag else None)
                  for b, flag in zip(builds, check, strict=True) if b.status == "ok" and b.lib_path]
-        measured = {r.key: r for r in self.runner.measure(items)}
+        with self._stage("measure"):
+            measured = {r.key: r for r in self.runner.measure(items)}
         self.builder.discard(builds)
         rows = []
+        self.stage_seconds["kernel"] += sum(sum(r.latencies_s) for r in measured.values())
         for c, b in zip(candidates, builds, strict=True):
             m = measured.get(b.key) or MeasureResult(b.key, b.status, [], b.error)
             rows.append(record_row(

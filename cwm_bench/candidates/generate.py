@@ -115,7 +115,7 @@ class CandidateGenerator:
             candidate = self._accept(sch, "random", sch_seed, space_index)
             if candidate is not None:
                 out.append(candidate)
-        return self._with_features(out)
+        return self.add_features(out)
 
     def evolutionary(self, n: int) -> list[Candidate]:
         """Up to `n` new candidates from MetaSchedule's evolutionary search over the cost model."""
@@ -131,7 +131,7 @@ class CandidateGenerator:
             candidate = self._accept(measure_candidate.sch, "evolutionary", self.seed, -1)
             if candidate is not None:
                 out.append(candidate)
-        return self._with_features(out)
+        return self.add_features(out)
 
     def imported(self, trace_json: str) -> Candidate | None:
         """Rebuild a candidate from a stored trace (None if its program was seen already)."""
@@ -168,7 +168,7 @@ class CandidateGenerator:
         return Candidate(self.workload.workload_id, sch, origin, seed, space_index, program_hash,
                          trace_to_json(sch.trace))
 
-    def _with_features(self, candidates: list[Candidate]) -> list[Candidate]:
+    def add_features(self, candidates: list[Candidate]) -> list[Candidate]:
         if candidates:
             ms = self._ms
             mcs = [ms.search_strategy.MeasureCandidate(c.sch, self.args_info) for c in candidates]

@@ -37,7 +37,7 @@ class TaskProgress:
 class DatasetStore:
     def __init__(self, root: str, provenance: dict | None = None):
         self.root = root
-        self.provenance = provenance or {}
+        self.provenance = provenance or self._existing_provenance()
         for table in TABLES:
             os.makedirs(os.path.join(root, table), exist_ok=True)
         self._sequence = 0
@@ -113,6 +113,13 @@ class DatasetStore:
         return progress
 
     # -- helpers -------------------------------------------------------------------------------
+    def _existing_provenance(self) -> dict:
+        try:
+            with open(os.path.join(self.root, "manifest.json")) as handle:
+                return json.load(handle).get("provenance", {})
+        except (OSError, ValueError):
+            return {}
+
     def _remove_partials(self) -> None:
         """Left-overs of a killed write: never complete, never referenced."""
         for table in TABLES:
