@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from cwm_bench.candidates.generate import ORIGINS
 from cwm_bench.rows.records import record_id
 from cwm_bench.rows.schema import STATUSES, TABLES
-from cwm_bench.rows.store import DatasetStore
+from cwm_bench.rows.store import DatasetStore, sha256_of
 
 MAX_PROBLEMS = 50
 
@@ -88,7 +88,7 @@ def _check_manifest(root: str, problems: list[Problem]) -> None:
         for name in sorted(on_disk & set(listed)):
             if os.path.getsize(os.path.join(folder, name)) == 0:
                 problems.append(Problem(f"{table}/{name}", "empty file"))
-            elif DatasetStore._shard_entry(os.path.join(folder, name))["sha256"] != listed[name]["sha256"]:
+            elif sha256_of(os.path.join(folder, name)) != listed[name]["sha256"]:
                 problems.append(Problem(f"{table}/{name}", "checksum differs from manifest.json"))
 
 

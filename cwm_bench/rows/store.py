@@ -128,9 +128,13 @@ class DatasetStore:
 
     @staticmethod
     def _shard_entry(path: str) -> dict:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
         return {"file": os.path.basename(path), "rows": pq.ParquetFile(path).metadata.num_rows,
-                "sha256": digest.hexdigest()}
+                "sha256": sha256_of(path)}
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
