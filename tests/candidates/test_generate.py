@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cwm_bench.candidates.actions import actions_from_trace_json, replay_trace
+from cwm_bench.candidates.actions import replay_trace
 from cwm_bench.rows.schema import FEATURE_DIM
 from cwm_bench.tvm_env import structural_hash_hex
 
