@@ -27,7 +27,7 @@ _FAILED_RUN_SECS = 1e9
 _COMM_REDUCE = 2  # tirx.IterVar.CommReduce
 
 
-class ImportError_(Exception):  # noqa: N801  (trailing underscore: not the builtin ImportError)
+class ImportError_(Exception):  # trailing underscore: not the builtin ImportError
     """Bad input: a database folder that cannot be read as a MetaSchedule JSON database."""
 
 
@@ -95,8 +95,9 @@ def _parse(db_dir: str) -> _Database:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    name, text = type(exc).__name__, str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return first if first.startswith(name) else f"{name}: {first}".rstrip(": ")
 
 
 def _task_name(mod, workload_id: str) -> str:

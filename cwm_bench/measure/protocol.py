@@ -20,6 +20,7 @@ class MeasureProtocol:
     rounds: int = 3
     repeats_per_round: int = 3
     min_repeat_ms: int = 20
+    number: int = 1  # calls per timing before time_evaluator adapts it upward to reach min_repeat_ms
     cache_flush: bool = False  # flush CPU caches before each timing (all args but the first)
     timeout_s: float = 30.0  # per load / per round of one candidate
     check_fraction: float = 0.1  # share of candidates whose outputs are checked against the reference

@@ -55,7 +55,8 @@ class Runner:
                     continue
                 outcome = self.worker.call({"op": "time", "key": item.key, "workload_id": item.workload_id,
                                             "repeat": p.repeats_per_round, "min_repeat_ms": p.min_repeat_ms,
-                                            "cache_flush": p.cache_flush, "device": self.device}, p.timeout_s)
+                                            "number": p.number, "cache_flush": p.cache_flush,
+                                            "device": self.device}, p.timeout_s)
                 if self._failed(outcome, result):
                     continue
                 result.latencies_s.extend(outcome.value["latencies_s"])

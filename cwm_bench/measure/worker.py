@@ -65,7 +65,8 @@ def handle(request: dict) -> dict:
     if op == "time":
         module = _modules[request["key"]]
         evaluator = module.time_evaluator(
-            "main", dev, number=1, repeat=request["repeat"], min_repeat_ms=request["min_repeat_ms"],
+            "main", dev, number=request.get("number", 1), repeat=request["repeat"],
+            min_repeat_ms=request["min_repeat_ms"],
             f_preproc="cache_flush_cpu_non_first_arg" if request["cache_flush"] else "")
         return {"latencies_s": [float(x) for x in evaluator(*_tensors[request["workload_id"]]).results]}
     if op == "check":
