@@ -119,6 +119,7 @@ class Collector:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
+        self.store.close()
 
     # -- one task ------------------------------------------------------------------------------
     def _collect_task(self, w: Workload) -> None:

@@ -162,7 +162,7 @@ def _import_dir(db: _Database, out_dir: str, cache: dict, workloads_by_id: dict[
     report = _DirReport(db.path)
     protocol_json = json.dumps({"source": "metaschedule", "db": db.path})
     # Opened only if out_dir already is a dataset: an import that yields no rows creates nothing.
-    existing = DatasetStore(out_dir) if os.path.exists(os.path.join(out_dir, "manifest.json")) else None
+    existing = DatasetStore(out_dir, readonly=True) if os.path.exists(os.path.join(out_dir, "manifest.json")) else None
     pending: list[tuple[Any, Any, HardwareDescriptor, str, str, str | None, list[float]]] = []
     ours: dict[int, Workload] = {}
     for number, (index, (trace, run_secs, target_obj, _args)) in db.records:

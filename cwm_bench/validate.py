@@ -46,8 +46,7 @@ def _check_schema(path: str, schema: pa.Schema, expected: pa.Schema) -> list[Pro
 
 
 def _read_tables(root: str, problems: list[Problem]) -> dict[str, list[tuple[str, pa.Table]]]:
-    store = DatasetStore.__new__(DatasetStore)  # read-only: no folders created, no partials removed
-    store.root = root
+    store = DatasetStore(root, readonly=True)
     tables: dict[str, list[tuple[str, pa.Table]]] = {}
     for name, expected in TABLES.items():
         tables[name] = []

@@ -39,7 +39,7 @@ def test_kill_minus_nine_then_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "total: ok" in resumed.stdout
 
-    table = DatasetStore(str(out)).read("records")
+    table = DatasetStore(str(out), readonly=True).read("records")
     assert table.num_rows == 20
     keys = list(zip(table.column("record_id").to_pylist(), table.column("hw_id").to_pylist(), strict=True))
     assert len(set(keys)) == 20
@@ -48,4 +48,4 @@ def test_kill_minus_nine_then_resume(tmp_path):
     # A third run has nothing left to do.
     again = subprocess.run([sys.executable, *ARGS, "--out", str(out)], capture_output=True, text=True,
                            timeout=300)
-    assert again.returncode == 0 and DatasetStore(str(out)).read("records").num_rows == 20
+    assert again.returncode == 0 and DatasetStore(str(out), readonly=True).read("records").num_rows == 20

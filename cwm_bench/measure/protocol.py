@@ -1,6 +1,8 @@
 """The measurement protocol: how a latency is taken, designed against noise on shared machines.
 
 - warm-up calls after loading (page faults, cold caches, lazy thread-pool start);
+- calibration once per kernel: how many calls fill `min_repeat_ms`; every later timing runs exactly
+  that many calls (time_evaluator's own adaptation re-runs and discards work on every call);
 - `rounds` interleaved rounds over the whole batch, each in a fresh random order, so a slow spell
   of the machine spreads over all candidates instead of landing on one;
 - every round takes `repeats_per_round` timings, each at least `min_repeat_ms` long;
@@ -16,11 +18,12 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class MeasureProtocol:
-    warmup_runs: int = 2
-    rounds: int = 3
+    warmup_runs: int = 1
+    rounds: int = 5
     repeats_per_round: int = 3
-    min_repeat_ms: int = 20
-    number: int = 1  # calls per timing before time_evaluator adapts it upward to reach min_repeat_ms
+    min_repeat_ms: int = 10
+    calibrate: bool = True  # fix calls-per-timing once per kernel; False: time_evaluator adapts each call
+    number: int = 1  # with calibrate=False: calls per timing before time_evaluator adapts it upward
     cache_flush: bool = False  # flush CPU caches before each timing (all args but the first)
     timeout_s: float = 30.0  # per load / per round of one candidate
     check_fraction: float = 0.1  # share of candidates whose outputs are checked against the reference

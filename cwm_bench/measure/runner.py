@@ -86,6 +86,7 @@ class Runner:
         outcome = self.worker.call({"op": "load", "key": item.key, "lib_path": item.lib_path,
                                     "workload_id": item.workload_id, "arg_specs": item.arg_specs,
                                     "seed": 0, "warmup_runs": self.protocol.warmup_runs,
+                                    "calibrate_ms": self.protocol.min_repeat_ms if self.protocol.calibrate else 0,
                                     "device": self.device}, self.protocol.timeout_s)
         if self._failed(outcome, result):
             return False

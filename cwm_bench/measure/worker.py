@@ -11,6 +11,7 @@ _modules: dict[str, object] = {}  # key -> loaded runtime module
 _inputs: dict[str, list[np.ndarray]] = {}  # workload id -> host arrays (same data for every candidate)
 _tensors: dict[str, list[object]] = {}  # workload id -> device tensors used for timing
 _reference: dict[str, list[np.ndarray]] = {}  # workload id -> outputs of the unscheduled program
+_numbers: dict[str, int] = {}  # key -> calibrated calls per timing
 
 
 def _device(kind: str):
@@ -61,12 +62,18 @@ def handle(request: dict) -> dict:
             module["main"](*_tensors[wid])
         dev.sync()
         _modules[request["key"]] = module
-        return {"load_s": time.perf_counter() - started}
+        if request.get("calibrate_ms"):
+            # One adaptive timing (it also warms up) tells how many calls fill the target duration.
+            per_call = module.time_evaluator("main", dev, number=1, repeat=1,
+                                             min_repeat_ms=request["calibrate_ms"])(*_tensors[wid]).mean
+            _numbers[request["key"]] = max(1, int(np.ceil(request["calibrate_ms"] / 1000 / max(per_call, 1e-9))))
+        return {"load_s": time.perf_counter() - started, "number": _numbers.get(request["key"])}
     if op == "time":
         module = _modules[request["key"]]
+        calibrated = _numbers.get(request["key"])
         evaluator = module.time_evaluator(
-            "main", dev, number=request.get("number", 1), repeat=request["repeat"],
-            min_repeat_ms=request["min_repeat_ms"],
+            "main", dev, number=calibrated or request.get("number", 1), repeat=request["repeat"],
+            min_repeat_ms=0 if calibrated else request["min_repeat_ms"],
             f_preproc="cache_flush_cpu_non_first_arg" if request["cache_flush"] else "")
         return {"latencies_s": [float(x) for x in evaluator(*_tensors[request["workload_id"]]).results]}
     if op == "check":
@@ -83,6 +90,7 @@ def handle(request: dict) -> dict:
     if op == "unload":
         for key in request["keys"]:
             _modules.pop(key, None)
+            _numbers.pop(key, None)
         if request.get("forget_workloads"):
             _inputs.clear()
             _tensors.clear()

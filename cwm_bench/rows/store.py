@@ -9,6 +9,7 @@ is a summary rebuilt from them after every write.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import json
@@ -25,6 +26,10 @@ from cwm_bench.rows.schema import KEYS, SCHEMA_VERSION, TABLES
 PARTIAL_SUFFIX = ".partial"
 
 
+class DatasetBusyError(RuntimeError):
+    pass
+
+
 @dataclass
 class TaskProgress:
     """What a folder already holds for one (workload, hardware) pair."""
@@ -35,18 +40,32 @@ class TaskProgress:
 
 
 class DatasetStore:
-    def __init__(self, root: str, provenance: dict | None = None):
+    """A dataset folder. One writer at a time: the folder is locked while a writable store is open;
+    `readonly=True` takes no lock and changes nothing."""
+
+    def __init__(self, root: str, provenance: dict | None = None, readonly: bool = False):
         self.root = root
         self.provenance = provenance or self._existing_provenance()
-        for table in TABLES:
-            os.makedirs(os.path.join(root, table), exist_ok=True)
         self._sequence = 0
         self._entries: dict[str, dict] = {}  # shard path -> manifest entry (shards never change)
+        self.readonly = readonly
+        if readonly:
+            return
+        for table in TABLES:
+            os.makedirs(os.path.join(root, table), exist_ok=True)
+        self._lock = open(os.path.join(root, ".lock"), "w")  # noqa: SIM115  (held for the store's life)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock.close()
+            raise DatasetBusyError(f"{root}: another cwm-bench process is writing to this folder") from exc
         self._remove_partials()
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, table: str, rows: list[dict]) -> str | None:
         """Append rows as one new shard (atomically); returns its path."""
+        if self.readonly:
+            raise PermissionError(f"{self.root}: opened read-only")
         if not rows:
             return None
         schema = TABLES[table].with_metadata({
@@ -83,6 +102,35 @@ class DatasetStore:
         with open(path + PARTIAL_SUFFIX, "w") as handle:
             json.dump(manifest, handle, indent=1, sort_keys=True)
         os.replace(path + PARTIAL_SUFFIX, path)
+
+    def compact(self, table: str = "records") -> tuple[int, int]:
+        """Merge all shards of `table` into one, dropping duplicate keys; returns (shards before, rows).
+
+        Crash-safe: the merged shard lands (atomically) before the old ones are removed; a crash in
+        between leaves duplicates that the next `compact` removes (and `validate` reports).
+        """
+        old = self.shards(table)
+        if len(old) <= 1:
+            return len(old), self.read(table).num_rows if old else 0
+        merged = self.read(table)
+        keys = ["record_id", "hw_id"] if table == "records" else [KEYS[table]]
+        seen: set[tuple] = set()
+        keep = []
+        for i, key in enumerate(zip(*(merged.column(k).to_pylist() for k in keys), strict=True)):
+            if key not in seen:
+                seen.add(key)
+                keep.append(i)
+        self.write(table, merged.take(keep).to_pylist())
+        for path in old:
+            os.remove(path)
+            self._entries.pop(path, None)
+        self.write_manifest()
+        return len(old), len(keep)
+
+    def close(self) -> None:
+        if not self.readonly and not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
 
     # -- reading -------------------------------------------------------------------------------
     def shards(self, table: str) -> list[str]:

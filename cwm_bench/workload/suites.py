@@ -52,9 +52,17 @@ def merge_workloads(workloads: Iterable[Workload]) -> list[Workload]:
     return list(merged.values())
 
 
+def round_robin(lists: list[list[Workload]]) -> list[Workload]:
+    """Interleave sources, so any prefix of a long collection covers every source."""
+    out = []
+    for i in range(max((len(x) for x in lists), default=0)):
+        out.extend(x[i] for x in lists if i < len(x))
+    return out
+
+
 def load_suite(name: str, target_kind: str = "llvm") -> list[Workload]:
-    """All workloads of a suite, duplicates merged."""
-    return merge_workloads(w for source in suite_sources(name, target_kind) for w in source())
+    """All workloads of a suite, sources interleaved, duplicates merged (first position kept)."""
+    return merge_workloads(round_robin([source() for source in suite_sources(name, target_kind)]))
 
 
 def select_workloads(spec: str, target_kind: str = "llvm") -> list[Workload]:

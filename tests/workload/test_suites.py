@@ -1,0 +1,36 @@
+"""Suites, filters and merging of equal tasks."""
+
+from __future__ import annotations
+
+import pytest
+
+from cwm_bench.workload.suites import UnknownSuiteError, load_suite, merge_workloads, round_robin, select_workloads
+from cwm_bench.workload.workload import NetworkUse
+
+
+def test_mini_ids_are_stable_and_distinct():
+    first = [w.workload_id for w in load_suite("mini")]
+    assert len(first) == len(set(first)) == 4
+    assert [w.workload_id for w in load_suite("mini")] == first
+
+
+def test_filters_by_family_and_name():
+    assert [w.family for w in select_workloads("mini:softmax")] == ["softmax"]
+    assert len(select_workloads("mini:matmul_64x64x64,conv2d")) == 2
+    with pytest.raises(UnknownSuiteError, match="valid suites"):
+        select_workloads("nope")
+
+
+def test_equal_tasks_merge_with_both_networks():
+    a = select_workloads("mini:matmul_64x64x64")[0]
+    from dataclasses import replace
+
+    merged = merge_workloads([replace(a, networks=(NetworkUse("resnet18", 2),)),
+                              replace(a, networks=(NetworkUse("resnet50", 3),)),
+                              replace(a, networks=(NetworkUse("resnet18", 1),))])
+    assert len(merged) == 1
+    assert merged[0].networks == (NetworkUse("resnet18", 3), NetworkUse("resnet50", 3))
+
+
+def test_round_robin_interleaves_sources():
+    assert round_robin([[1, 2, 3], [10], [20, 21]]) == [1, 10, 20, 2, 21, 3]  # type: ignore[list-item]
