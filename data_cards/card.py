@@ -1,0 +1,426 @@
+"""The data card (README.md) of a release folder: statistics read from the data, then a pure renderer.
+
+`dataset_stats` only reads; `render_card` only formats (same stats -> same text), so every number in
+a card can be traced to the data, and `cwm-bench card DIR` regenerates it at any time.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import statistics
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from cwm_bench.rows.reader import read_table
+from cwm_bench.splits import SPLIT_COLUMNS, SPLIT_SCHEMES
+
+__all__ = ["dataset_stats", "hf_features", "human_bytes", "render_card", "write_card"]
+
+CONFIGS = ("records", "workloads", "noise")
+_STAT_COLUMNS = ["workload_id", "hw_id", "hw_name", "hw_arch", "hw_num_cores", "hw_isa", "hw_descriptor", "status",
+                 "origin", "latency_s", "protocol", "target", "measured_at", "collector_version", "tvm_version",
+                 *SPLIT_COLUMNS.values()]
+# Arrow type names that differ from the `datasets` dtype names.
+_DTYPES = {"float": "float32", "double": "float64", "halffloat": "float16", "date32[day]": "date32",
+           "date64[ms]": "date64"}
+
+
+def hf_features(schema: pa.Schema) -> list[dict]:
+    """The `dataset_info.features` YAML list that `datasets` writes for this Arrow schema."""
+    return _feature(pa.struct(list(schema)))["struct"]
+
+
+def _feature(t: pa.DataType) -> dict:
+    if pa.types.is_struct(t):
+        return {"struct": [{"name": f.name, **_feature(f.type)} for f in t]}
+    if pa.types.is_fixed_size_list(t):
+        return {"list": _simplify(_feature(t.value_type)), "length": t.list_size}
+    if pa.types.is_large_list(t):
+        return {"large_list": _simplify(_feature(t.value_type))}
+    if pa.types.is_list(t):
+        return {"list": _simplify(_feature(t.value_type))}
+    return {"dtype": _DTYPES.get(str(t), str(t))}
+
+
+def _type_name(t: pa.DataType) -> str:
+    """Arrow type, short: list<struct<kind, inputs>>, list<fixed_size_list<float32, 164>>."""
+    if pa.types.is_struct(t):
+        return f"struct<{', '.join(f.name for f in t)}>"
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{_type_name(t.value_type)}, {t.list_size}>"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"list<{_type_name(t.value_type)}>"
+    return _DTYPES.get(str(t), str(t))
+
+
+def _simplify(inner: dict):
+    """`datasets` writes `list: int64` for a list of a scalar and `list: [fields]` for a list of structs."""
+    if list(inner) == ["dtype"]:
+        return inner["dtype"]
+    if list(inner) == ["struct"]:
+        return inner["struct"]
+    return inner
+
+
+def write_card(release_dir: str, name: str | None = None) -> dict:
+    """(Re)write DIR/README.md from the data; returns the stats it was rendered from."""
+    stats = dataset_stats(release_dir)
+    text = render_card(stats, name or stats["release"].get("name") or os.path.basename(release_dir.rstrip("/")))
+    path = os.path.join(release_dir, "README.md")
+    with open(path + ".partial", "w") as handle:
+        handle.write(text)
+    os.replace(path + ".partial", path)
+    return stats
+
+
+def dataset_stats(release_dir: str) -> dict:
+    """Everything the card says, read from a release folder (JSON-serializable, no formatting)."""
+    configs = {c: _config_stats(release_dir, c) for c in CONFIGS
+               if glob.glob(os.path.join(release_dir, "data", c, "*.parquet"))}
+    records = read_table(release_dir, "records", columns=[c for c in _STAT_COLUMNS
+                                                          if c in configs["records"]["column_names"]])
+    workloads = read_table(release_dir, "workloads", columns=["workload_id", "family", "source", "networks"])
+    meta = pq.read_schema(os.path.join(release_dir, configs["records"]["files"][0]["path"])).metadata or {}
+    ok = records.filter(pc.equal(records["status"], "ok"))
+    stats = {
+        "release": json.loads(meta.get(b"cwm_bench.release", b"{}")),
+        "configs": configs,
+        "total_data_bytes": sum(c["download_size"] for c in configs.values()),
+        "records": records.num_rows,
+        "ok_records": ok.num_rows,
+        "by_status": _counts(records["status"]),
+        "by_origin": _counts(records["origin"]),
+        "error_rate": _error_rates(records),
+        "tasks": workloads.num_rows,
+        "tasks_by_source": _counts(workloads["source"]),
+        "tasks_per_network": _tasks_per_network(workloads),
+        "families": _families(workloads, records, ok),
+        "ok_per_task": _ok_per_task(workloads, ok),
+        "latency_s": _spread(ok["latency_s"].to_pylist()),
+        "task_best_to_worst": _best_to_worst(ok),
+        "splits": {s: _split_sizes(records, SPLIT_COLUMNS[s]) for s in SPLIT_SCHEMES
+                   if SPLIT_COLUMNS[s] in records.column_names},
+        "split_descriptions": dict(SPLIT_SCHEMES),
+        "hardware": _hardware(records),
+        "targets": _counts(records["target"]),
+        "protocols": [{"protocol": json.loads(p), "records": n} for p, n in _counts(records["protocol"]).items()],
+        "tvm_versions": sorted(_counts(records["tvm_version"])),
+        "collector_versions": sorted(_counts(records["collector_version"])),
+        "measured_from": _iso(pc.min(records["measured_at"]).as_py()),
+        "measured_to": _iso(pc.max(records["measured_at"]).as_py()),
+        "noise": _noise(release_dir, configs),
+    }
+    return stats
+
+
+def _config_stats(root: str, config: str) -> dict:
+    paths = sorted(glob.glob(os.path.join(root, "data", config, "*.parquet")))
+    files = []
+    for p in paths:
+        files.append({"path": os.path.relpath(p, root), "bytes": os.path.getsize(p),
+                      "rows": pq.ParquetFile(p).metadata.num_rows})
+    schema = pq.read_schema(paths[0])
+    split = os.path.basename(paths[0]).split("-")[0]
+    return {"data_files": f"data/{config}/{split}-*.parquet", "split": split, "files": files,
+            "num_examples": sum(f["rows"] for f in files), "download_size": sum(f["bytes"] for f in files),
+            "column_names": schema.names, "column_types": [_type_name(f.type) for f in schema],
+            "features": hf_features(schema)}
+
+
+def _counts(column: pa.ChunkedArray) -> dict:
+    pairs = [(str(r["values"]), r["counts"]) for r in pc.value_counts(column).to_pylist()]
+    return dict(sorted(pairs, key=lambda kv: (-kv[1], kv[0])))
+
+
+def _error_rates(records: pa.Table) -> dict:
+    rates = {}
+    for origin, n in _counts(records["origin"]).items():
+        subset = records.filter(pc.equal(records["origin"], origin))
+        rates[origin] = 1.0 - pc.sum(pc.equal(subset["status"], "ok")).as_py() / n
+    rates["all"] = 1.0 - pc.sum(pc.equal(records["status"], "ok")).as_py() / max(records.num_rows, 1)
+    return rates
+
+
+def _tasks_per_network(workloads: pa.Table) -> dict:
+    counts: dict[str, int] = {}
+    for networks in workloads["networks"].to_pylist():
+        for n in {u["network"] for u in networks or []}:
+            counts[n] = counts.get(n, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _families(workloads: pa.Table, records: pa.Table, ok: pa.Table) -> dict:
+    family_of = dict(zip(workloads["workload_id"].to_pylist(), workloads["family"].to_pylist(), strict=True))
+    out: dict[str, dict] = {}
+    for fam in sorted(set(family_of.values())):
+        out[fam] = {"tasks": sum(f == fam for f in family_of.values()), "records": 0, "ok": 0}
+    for wid in records["workload_id"].to_pylist():
+        out[family_of[wid]]["records"] += 1
+    for wid in ok["workload_id"].to_pylist():
+        out[family_of[wid]]["ok"] += 1
+    return out
+
+
+def _ok_per_task(workloads: pa.Table, ok: pa.Table) -> dict:
+    per_task = dict.fromkeys(workloads["workload_id"].to_pylist(), 0)
+    for wid in ok["workload_id"].to_pylist():
+        per_task[wid] += 1
+    counts = sorted(per_task.values())
+    return {"min": counts[0], "median": statistics.median(counts), "max": counts[-1],
+            "tasks_without_ok": sum(c == 0 for c in counts)} if counts else {}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)} if values else {}
+
+
+def _best_to_worst(ok: pa.Table) -> dict:
+    """Per task, slowest / fastest ok latency: how much the schedule matters (tasks with >= 2 ok records)."""
+    grouped = ok.group_by("workload_id").aggregate([("latency_s", "min"), ("latency_s", "max"),
+                                                     ("latency_s", "count")])
+    ratios = [hi / lo for lo, hi, n in zip(*(grouped[c].to_pylist() for c in ("latency_s_min", "latency_s_max",
+                                                                             "latency_s_count")), strict=True)
+              if n >= 2 and lo > 0]
+    return _spread(ratios)
+
+
+def _split_sizes(records: pa.Table, column: str) -> dict:
+    sizes = {}
+    for side in ("train", "test"):
+        subset = records.filter(pc.equal(records[column], side))
+        sizes[side] = {"records": subset.num_rows, "tasks": len(pc.unique(subset["workload_id"]))}
+    return sizes
+
+
+def _hardware(records: pa.Table) -> list[dict]:
+    out = []
+    for hw_id, n in _counts(records["hw_id"]).items():
+        row = records.filter(pc.equal(records["hw_id"], hw_id)).slice(0, 1).to_pylist()[0]
+        details = json.loads(row["hw_descriptor"] or "{}").get("details", {})
+        out.append({"hw_id": hw_id, "name": row["hw_name"], "arch": row["hw_arch"], "cores": row["hw_num_cores"],
+                    "isa": list(row["hw_isa"] or []), "details": details, "records": n})
+    return out
+
+
+def _iso(value) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
+
+
+def _noise(root: str, configs: dict) -> dict | None:
+    """Noise-ceiling figures when the release carries re-measurements; None without a noise table."""
+    if "noise" not in configs:
+        return None
+    try:
+        from cwm_bench.noise import noise_ceiling
+    except ImportError:
+        return {"rows": configs["noise"]["num_examples"], "ceiling": None}
+    heavy = {"features", "actions", "trace_json"}  # latencies only: keep the read small
+    columns = [c for c in configs["records"]["column_names"] if c not in heavy]
+    noise = read_table(root, "noise")
+    if "status" not in noise.column_names:  # `noise_table` keeps only programs ok in both runs
+        noise = noise.append_column("status", pa.array(["ok"] * noise.num_rows, pa.string()))
+    ceiling = noise_ceiling(read_table(root, "records", columns=columns), noise)
+    return {"rows": configs["noise"]["num_examples"], "ceiling": json.loads(json.dumps(ceiling, default=str))}
+
+
+# -- rendering (pure: stats in, text out) ----------------------------------------------------------
+_ORIGINS = {"random": "a random design space with every decision re-sampled",
+            "evolutionary": "MetaSchedule's EvolutionarySearch, guided by an XGBoost model of the task's records",
+            "imported": "imported from MetaSchedule tuning databases"}
+_MEANINGS = {
+    "record_id": "sha1(workload_id, program_hash)[:16]; equal for the same program on every hardware",
+    "workload_id": "structural hash of the task's IRModule (→ workloads)", "target": "TVM target JSON",
+    "hw_id": "hardware id", "hw_kind": "cpu or gpu", "hw_name": "CPU model", "hw_arch": "LLVM mcpu",
+    "hw_num_cores": "cores used", "hw_isa": "ISA flags", "hw_descriptor": "full hardware JSON",
+    "program_hash": "structural hash of the scheduled program",
+    "trace_json": "MetaSchedule trace; replay with `Trace.apply_json_to_schedule`",
+    "actions": "structured action sequence (kind, SSA inputs/outputs, attrs JSON, sampled decision)",
+    "features": "MetaSchedule/Ansor per-store features, one row per buffer store",
+    "latencies_s": "every timing, seconds", "latency_s": "median of latencies_s; null unless status is ok",
+    "status": "ok, build_error, run_error, timeout, wrong_result", "error": "error text of non-ok rows",
+    "checked": "outputs compared with the unscheduled program", "origin": "random, evolutionary or imported",
+    "design_space": "design-space index of random candidates, -1 otherwise", "seed": "sampling seed",
+    "protocol": "measurement protocol JSON", "measured_at": "UTC time of measurement",
+    "collector_version": "cwm-bench version", "tvm_version": "TVM version",
+    "task_name": "MetaSchedule task or operator name", "family": "operator family",
+    "source": "operator, network or imported", "flops": "TIR FLOP estimate",
+    "networks": "networks containing the task, with MetaSchedule's task weight",
+    "arg_names": "PrimFunc buffer arguments", "arg_shapes": "their shapes", "arg_dtypes": "their dtypes",
+    "mod_json": "`tvm.ir.save_json` of the IRModule", "tvmscript": "the IRModule as TVMScript",
+    **{col: f"`train`/`test` for the {s} split" for s, col in SPLIT_COLUMNS.items()},
+}
+_SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+
+
+def render_card(stats: dict, name: str) -> str:
+    """README.md for the Hub: YAML front matter (configs, dataset_info) and the card's markdown."""
+    front = yaml.safe_dump(_front_matter(stats, name), sort_keys=False, allow_unicode=True, width=1000)
+    return f"---\n{front}---\n\n" + "\n".join(_body(stats, name)) + "\n"
+
+
+def _front_matter(stats: dict, name: str) -> dict:
+    configs = stats["configs"]
+    return {
+        "license": "apache-2.0",
+        "pretty_name": name.split("/")[-1],
+        "task_categories": ["tabular-regression"],
+        "tags": ["tvm", "metaschedule", "tensor-programs", "cost-model", "autotuning", "compilers"],
+        "size_categories": [next((c for limit, c in _SIZES if stats["records"] < limit), "n>100M")],
+        "configs": [{"config_name": c, "data_files": [{"split": v["split"], "path": v["data_files"]}],
+                     **({"default": True} if c == "records" else {})} for c, v in configs.items()],
+        # num_examples is checked by `datasets` on load. num_bytes/dataset_size (in-memory Arrow size) are
+        # left out: Parquet metadata underestimates them ~2x and computing them means reading every column.
+        "dataset_info": [{"config_name": c, "features": v["features"],
+                          "splits": [{"name": v["split"], "num_examples": v["num_examples"]}],
+                          "download_size": v["download_size"]} for c, v in configs.items()],
+    }
+
+
+def _body(s: dict, name: str) -> list[str]:
+    hw = "; ".join(f"{h['name']} ({h['arch']}, {h['cores']} cores)" for h in s["hardware"])
+    lines = [
+        f"# {name.split('/')[-1]}", "",
+        f"**{s['records']:,} measured tensor-program schedules** ({s['ok_records']:,} ok) of **{s['tasks']:,} "
+        f"tasks**, each with its MetaSchedule trace, structured action sequence, per-store features and every "
+        f"latency timing. Measured on {hw} with TVM {', '.join(s['tvm_versions'])} "
+        f"(cwm-bench {', '.join(s['collector_versions'])}), {_when(s['measured_from'])} to {_when(s['measured_to'])}. "
+        "A CWM-Bench dataset for learned cost models.", "",
+        "## Load", "", "```python", "import datasets", "",
+        f'records = datasets.load_dataset("{name}", "records", split="train")',
+        f'workloads = datasets.load_dataset("{name}", "workloads", split="train")',
+        'train = records.filter(lambda r: r["split_by_network"] == "train")',
+        "# a local copy of this folder:",
+        'records = datasets.load_dataset("path/to/folder", "records", split="train")', "```", "",
+        "`checksums.sha256` lists every data file (`sha256sum -c checksums.sha256`).", "",
+        *_table(["config", "rows", "files", "size"],
+                [[f"`{c}`", f"{v['num_examples']:,}", len(v["files"]), human_bytes(v["download_size"])]
+                 for c, v in s["configs"].items()]), "",
+        "## How it was collected", "",
+        "Each task's candidates come from MetaSchedule's design spaces (`post-order-apply`, default CPU rules):", "",
+        *[f"- `{o}` ({n:,} records): {_ORIGINS.get(o, o)}" for o, n in s["by_origin"].items()], "",
+        "Programs equal to one already collected are dropped. Every candidate is compiled in an isolated worker "
+        "and timed alone in an isolated process (builds never overlap timings); crashes and hangs become "
+        "error rows. A sample of candidates is checked against the unscheduled program.", "",
+    ]
+    for p in s["protocols"]:
+        lines += [f"Measurement protocol ({p['records']:,} records):", "",
+                  *_table(["setting", "value"], [[f"`{k}`", f"`{v}`"] for k, v in p["protocol"].items()]), ""]
+    for h in s["hardware"]:
+        lines += [f"Hardware `{h['hw_id']}` ({h['records']:,} records):", "",
+                  *_table(["property", "value"], [["CPU", h["name"]], ["LLVM mcpu", h["arch"]], ["cores", h["cores"]],
+                                     ["ISA", " ".join(h["isa"]) or "-"],
+                                     *[[k, v] for k, v in sorted(h["details"].items()) if v != ""]]), ""]
+    lines += [f"TVM target ({n:,} records): `{t}`" for t, n in s["targets"].items()] + ["", "## Schema", ""]
+    for c, v in s["configs"].items():
+        lines += [f"**{c}**", "", *_table(["column", "type", "meaning"], [
+            [f"`{col}`", f"`{t}`", _MEANINGS.get(col, "")] for col, t in zip(v["column_names"], v["column_types"],
+                                                                            strict=True)]), ""]
+    lines += _splits(s) + _noise_section(s["noise"]) + _counts_section(s) + _limitations(s) + [
+        "## Citation", "", "```bibtex", "@misc{cwm_bench,", "  title  = {CWM-Bench: a dataset and benchmark for "
+        "learned tensor-program cost models},", "  author = {TODO},", "  year   = {TODO},",
+        f"  url    = {{https://huggingface.co/datasets/{name}}}", "}", "```"]
+    return lines
+
+
+def _splits(s: dict) -> list[str]:
+    seed = s["release"].get("seed", "?")
+    rows = [[f"`{SPLIT_COLUMNS[k]}`", s["split_descriptions"].get(k, ""), f"{v['train']['records']:,}",
+             f"{v['test']['records']:,}", v["train"]["tasks"], v["test"]["tasks"]] for k, v in s["splits"].items()]
+    return ["## Splits", "", f"Splits are columns of `records` (seed {seed}), so no row is stored twice: the Hub "
+            "shows one `train` split; filter on a column to get a scheme's train or test side.", "",
+            *_table(["column", "definition", "train records", "test records", "train tasks", "test tasks"], rows), ""]
+
+
+def _noise_section(noise: dict | None) -> list[str]:
+    lines = ["## Noise ceiling", ""]
+    if noise is None:
+        return lines + ["Not measured yet: this release holds no re-measurements.", ""]
+    lines.append(f"The `noise` config holds {noise['rows']:,} re-measurements of released records.")
+    if not noise["ceiling"]:
+        return lines + ["", "The noise ceiling is not measured yet.", ""]
+    rows = [[f"`{k}`", _figure(v)] for k, v in noise["ceiling"].items() if not isinstance(v, dict)]
+    nested = [f"`{k}` ({len(v)} entries)" for k, v in noise["ceiling"].items() if isinstance(v, dict)]
+    lines += ["Pairwise agreement between the two runs is the highest pairwise accuracy a cost model can "
+              "reliably reach on this hardware.", "", *_table(["figure", "value"], rows), ""]
+    return lines + ([f"Per-group figures in the stats: {', '.join(nested)}.", ""] if nested else [])
+
+
+def _figure(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return _num(v)
+    return ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def _counts_section(s: dict) -> list[str]:
+    total = max(s["records"], 1)
+    opt, lat, ratio = s["ok_per_task"], s["latency_s"], s["task_best_to_worst"]
+    lines = ["## Counts", "", *_table(["status", "records", "share"], [
+        [f"`{k}`", f"{n:,}", f"{n / total:.1%}"] for k, n in s["by_status"].items()]), "",
+        *_table(["origin", "records", "non-ok share"], [
+            [f"`{k}`", f"{n:,}", f"{s['error_rate'][k]:.1%}"] for k, n in s["by_origin"].items()]), "",
+        *_table(["family", "tasks", "records", "ok records"], [
+            [f, v["tasks"], f"{v['records']:,}", f"{v['ok']:,}"] for f, v in s["families"].items()]), ""]
+    sources = ", ".join(f"{n} {k}" for k, n in s["tasks_by_source"].items())
+    lines += [f"Tasks by source: {sources}.", ""]
+    if s["tasks_per_network"]:
+        lines += _table(["network", "tasks"], [[k, n] for k, n in s["tasks_per_network"].items()]) + [""]
+    if opt:
+        lines.append(f"- ok records per task: min {opt['min']}, median {_num(opt['median'])}, max {opt['max']} "
+                     f"({opt['tasks_without_ok']} tasks without an ok record)")
+    if lat:
+        lines.append(f"- ok latency: {_seconds(lat['min'])} to {_seconds(lat['max'])} "
+                     f"(median {_seconds(lat['median'])})")
+    if ratio:
+        lines.append(f"- per task, slowest / fastest ok schedule: median {ratio['median']:.3g}x "
+                     f"(min {ratio['min']:.3g}x, max {ratio['max']:.3g}x)")
+    return lines + [f"- non-ok records: {s['error_rate']['all']:.1%}",
+                    f"- data files: {human_bytes(s['total_data_bytes'])}", ""]
+
+
+def _limitations(s: dict) -> list[str]:
+    cores = ", ".join(str(h["cores"]) for h in s["hardware"])
+    return ["## Known limitations", "",
+            "- BatchNorm is not folded into convolutions by TVM's Relax tuning pipeline: network conv tasks carry "
+            "a per-channel epilogue, unlike TenSet's Relay-era tasks.",
+            f"- One CPU model ({len(s['hardware'])} hardware id): latencies do not transfer to other CPUs.",
+            f"- Measured on a shared cloud machine ({cores} cores): the protocol interleaves rounds and keeps every "
+            "timing against noise, but other tenants still move timings (see the noise ceiling).",
+            "- `within_task` draws each record's side by hash, so a task with few records may have no test record.",
+            "- Traces replay with the TVM version above; other versions may reject or change them.", ""]
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    cells = [[str(c).replace("|", "\\|").replace("\n", " ") for c in row] for row in rows]
+    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header), *[f"| {' | '.join(r)} |" for r in cells]]
+
+
+def _when(iso: str | None) -> str:
+    return f"{iso[:16].replace('T', ' ')} UTC" if iso else "?"
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _seconds(x: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x / 1e-9:.3g} ns"
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (SI units, as the Hub shows sizes)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            break
+        n /= 1000
+    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -1,0 +1,215 @@
+"""A release built from a real collection: Hub layout, offline `datasets` loading, checksums, the card."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cwm_bench.cli import main
+from cwm_bench.release import ReleaseError, build_release, verify_checksums
+from cwm_bench.rows.reader import read_table
+from cwm_bench.rows.schema import RECORDS
+from cwm_bench.splits import SPLIT_COLUMNS
+from data_cards.card import dataset_stats, hf_features, render_card
+
+NAME = "cwm-bench/tiny-test"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, tiny_dataset):
+    out = tmp_path_factory.mktemp("release") / "tiny"
+    stats = build_release(tiny_dataset, str(out), NAME, seed=0)
+    return out, stats
+
+
+def _front_matter(folder) -> dict:
+    return yaml.safe_load((folder / "README.md").read_text().split("---", 2)[1])
+
+
+def _with_second_hw(src, dst) -> str:
+    """A copy of the collection plus the same records again as if measured on another CPU."""
+    shutil.copytree(src, dst)
+    records = read_table(str(dst), "records")
+    other = records.set_column(records.schema.get_field_index("hw_id"), "hw_id",
+                               pa.array(["otherhw00001"] * records.num_rows))
+    other = other.set_column(other.schema.get_field_index("hw_name"), "hw_name",
+                             pa.array(["Other CPU"] * records.num_rows))
+    pq.write_table(other, dst / "records" / "part-99999999999999999999-1-0001.parquet")
+    return "otherhw00001"
+
+
+def test_layout_shards_and_checksums(release, tiny_dataset):
+    out, stats = release
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["README.md", "checksums.sha256", "data/records/train-00000-of-00001.parquet",
+                     "data/workloads/train-00000-of-00001.parquet"]
+    assert verify_checksums(str(out)) == []
+    if shutil.which("sha256sum"):  # the file is in the format the standard tool checks
+        subprocess.run(["sha256sum", "--quiet", "-c", "checksums.sha256"], cwd=out, check=True)
+    records = pq.read_table(out / "data/records/train-00000-of-00001.parquet")
+    assert records.column_names == RECORDS.names + list(SPLIT_COLUMNS.values())
+    assert records.num_rows == read_table(tiny_dataset, "records").num_rows == stats["records"] == 12
+    assert set(pc.unique(records["split_by_network"]).to_pylist()) <= {"train", "test"}
+    assert pq.ParquetFile(out / "data/records/train-00000-of-00001.parquet").metadata.row_group(0).column(0) \
+        .compression == "ZSTD"
+    meta = json.loads(records.schema.metadata[b"cwm_bench.release"])
+    assert meta == {"name": NAME, "seed": 0, "hw_id": records["hw_id"][0].as_py()}
+    assert stats["folder_bytes"] == sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+def test_load_dataset_offline(release, tmp_path):
+    import datasets
+
+    out, _ = release
+    cache = str(tmp_path / "datasets-cache")
+    records = datasets.load_dataset(str(out), "records", split="train", cache_dir=cache)
+    assert records.num_rows == 12
+    assert {"split_within_task", "split_by_network", "split_by_operator"} <= set(records.column_names)
+    assert len(records[0]["features"][0]) == 164
+    workloads = datasets.load_dataset(str(out), "workloads", split="train", cache_dir=cache)
+    assert workloads.num_rows == 2 and workloads[0]["networks"] == []
+    # our dataset_info features are what `datasets` itself derives from the Arrow schema
+    for table in ("records", "workloads"):
+        schema = pq.read_schema(next((out / "data" / table).glob("*.parquet")))
+        assert hf_features(schema) == datasets.Features.from_arrow_schema(schema)._to_yaml_list()
+
+
+def test_card_configs_and_numbers_match_the_data(release):
+    out, _ = release
+    front = _front_matter(out)
+    assert front["license"] == "apache-2.0" and front["size_categories"] == ["n<1K"]
+    assert [(c["config_name"], c["data_files"]) for c in front["configs"]] == [
+        ("records", [{"split": "train", "path": "data/records/train-*.parquet"}]),
+        ("workloads", [{"split": "train", "path": "data/workloads/train-*.parquet"}])]
+    info = {i["config_name"]: i for i in front["dataset_info"]}
+    assert info["records"]["splits"][0]["num_examples"] == 12 and info["workloads"]["splits"][0]["num_examples"] == 2
+    features = {f["name"]: f for f in info["records"]["features"]}
+    assert features["features"] == {"name": "features", "list": {"list": "float32", "length": 164}}
+
+    text = (out / "README.md").read_text()
+    records = read_table(str(out), "records")
+    ok = pc.sum(pc.equal(records["status"], "ok")).as_py()
+    assert f"**12 measured tensor-program schedules** ({ok} ok) of **2 tasks**" in text
+    for row in pc.value_counts(records["status"]).to_pylist():
+        assert f"| `{row['values']}` | {row['counts']} | {row['counts'] / 12:.1%} |" in text
+    for scheme, column in SPLIT_COLUMNS.items():
+        test = pc.sum(pc.equal(records[column], "test")).as_py()
+        assert f"| `{column}` |" in text and f"| {12 - test} | {test} |" in text, scheme
+    hw = records["hw_name"][0].as_py()
+    assert hw in text and records["tvm_version"][0].as_py() in text
+    assert "Not measured yet" in text and "author = {TODO}" in text
+
+
+def test_render_card_is_pure(release):
+    out, _ = release
+    stats = dataset_stats(str(out))
+    json.dumps(stats)  # plain data: can be stored and diffed
+    before = copy.deepcopy(stats)
+    first = render_card(stats, NAME)
+    assert render_card(stats, NAME) == first and stats == before
+    assert (out / "README.md").read_text() == first  # the written card is exactly the rendering
+    result = CliRunner().invoke(main, ["card", str(out)])
+    assert result.exit_code == 0 and (out / "README.md").read_text() == first
+
+
+def test_two_hardware_ids_are_refused(tmp_path, tiny_dataset):
+    other = _with_second_hw(tiny_dataset, tmp_path / "src")
+    out = tmp_path / "out"
+    with pytest.raises(ReleaseError, match="2 hardware ids.*choose it with --hw-id"):
+        build_release(str(tmp_path / "src"), str(out), NAME)
+    result = CliRunner().invoke(main, ["release", str(tmp_path / "src"), "--out", str(out), "--name", NAME])
+    assert result.exit_code == 1 and "--hw-id" in result.output and "Other CPU" in result.output
+    assert sorted(os.listdir(tmp_path)) == ["src"]  # nothing written, no temp folder left
+    with pytest.raises(ReleaseError, match="no records for hw_id nope"):
+        build_release(str(tmp_path / "src"), str(out), NAME, hw_id="nope")
+
+    result = CliRunner().invoke(main, ["release", str(tmp_path / "src"), "--out", str(out), "--name", NAME,
+                                       "--hw-id", other])
+    assert result.exit_code == 0, result.output
+    assert "12 records" in result.output and "total size" in result.output
+    assert set(read_table(str(out), "records")["hw_id"].to_pylist()) == {other}
+
+
+def test_noise_table_is_carried_and_ceiling_guarded(tmp_path, tiny_dataset, monkeypatch):
+    shutil.copytree(tiny_dataset, tmp_path / "src")
+    records = read_table(tiny_dataset, "records", columns=["record_id", "hw_id"])
+    (tmp_path / "src" / "noise").mkdir()
+    noise = pa.table({"record_id": records["record_id"], "hw_id": records["hw_id"],
+                      "latencies_s": [[1e-5, 1.1e-5]] * records.num_rows})
+    pq.write_table(noise, tmp_path / "src" / "noise" / "part-0.parquet")
+
+    monkeypatch.setitem(sys.modules, "cwm_bench.noise", None)  # module not written yet: import fails
+    build_release(str(tmp_path / "src"), str(tmp_path / "out"), NAME)
+    assert (tmp_path / "out" / "data/noise/train-00000-of-00001.parquet").exists()
+    assert [c["config_name"] for c in _front_matter(tmp_path / "out")["configs"]] == ["records", "workloads", "noise"]
+    assert "12 re-measurements" in (tmp_path / "out" / "README.md").read_text()
+    assert "noise ceiling is not measured yet" in (tmp_path / "out" / "README.md").read_text()
+
+    fake = types.ModuleType("cwm_bench.noise")
+    fake.noise_ceiling = lambda original, remeasured: {"pairwise_order_agreement": 0.9123, "pairs": len(remeasured)}
+    monkeypatch.setitem(sys.modules, "cwm_bench.noise", fake)
+    build_release(str(tmp_path / "src"), str(tmp_path / "out"), NAME)  # replaces the previous release
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "| `pairwise_order_agreement` | 0.9123 |" in text and "| `pairs` | 12 |" in text
+
+
+def test_noise_ceiling_from_the_noise_module(tmp_path, tiny_dataset):
+    noise = pytest.importorskip("cwm_bench.noise")
+    import datasets
+
+    shutil.copytree(tiny_dataset, tmp_path / "src")
+    records = read_table(tiny_dataset, "records")
+    (tmp_path / "src" / "noise").mkdir()
+    pq.write_table(noise.noise_table(records, records), tmp_path / "src" / "noise" / "part-0.parquet")
+    stats = build_release(str(tmp_path / "src"), str(tmp_path / "out"), NAME)
+    ok = pc.sum(pc.equal(records["status"], "ok")).as_py()
+    assert stats["noise"]["rows"] == ok and stats["noise"]["ceiling"]["programs"] == ok
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert f"| `programs` | {ok} |" in text and "| `agreement` |" in text and "`per_task` (2 entries)" in text
+    loaded = datasets.load_dataset(str(tmp_path / "out"), "noise", split="train", cache_dir=str(tmp_path / "c"))
+    assert loaded.num_rows == ok
+
+
+def test_out_folder_safety(tmp_path, tiny_dataset):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ReleaseError, match="not a release folder"):
+        build_release(tiny_dataset, str(tmp_path / "mine"), NAME)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ReleaseError, match="outside the source folder"):
+        build_release(tiny_dataset, os.path.join(tiny_dataset, "release"), NAME)
+    result = CliRunner().invoke(main, ["card", tiny_dataset])
+    assert result.exit_code == 1 and "collection folder" in result.output
+
+
+def test_records_are_sharded(tmp_path, tiny_dataset, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr("cwm_bench.release.RECORDS_SHARD_ROWS", 5)
+    build_release(tiny_dataset, str(tmp_path / "out"), NAME)
+    shards = sorted(p.name for p in (tmp_path / "out" / "data" / "records").iterdir())
+    assert shards == ["train-00000-of-00003.parquet", "train-00001-of-00003.parquet", "train-00002-of-00003.parquet"]
+    assert [pq.ParquetFile(tmp_path / "out" / "data" / "records" / s).metadata.num_rows for s in shards] == [5, 5, 2]
+    assert verify_checksums(str(tmp_path / "out")) == []
+    records = datasets.load_dataset(str(tmp_path / "out"), "records", split="train", cache_dir=str(tmp_path / "c"))
+    assert records["record_id"] == read_table(str(tmp_path / "out"), "records")["record_id"].to_pylist()
+    assert len(set(records["record_id"])) == 12
