@@ -257,7 +257,10 @@ def remeasure_cmd(source: str, out_dir: str, target_kind: str, sample_fraction: 
 @click.argument("original", type=click.Path(exists=True, file_okay=False))
 @click.argument("remeasured", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the figures here.")
-def noise_cmd(original: str, remeasured: str, json_out: str | None) -> None:
+@click.option("--into", "into_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Store the joined re-measurements as ORIGINAL's `noise` table (INTO/noise/noise.parquet), "
+                   "which `cwm-bench release` then ships and the data card summarizes. Usually INTO = ORIGINAL.")
+def noise_cmd(original: str, remeasured: str, json_out: str | None, into_dir: str | None) -> None:
     """The noise ceiling: how two measurements of the same programs agree (ORIGINAL vs REMEASURED).
 
     Per task and overall: programs, pairwise ordering agreement (the best pairwise accuracy any cost
@@ -266,16 +269,19 @@ def noise_cmd(original: str, remeasured: str, json_out: str | None) -> None:
     """
     import json
 
-    from cwm_bench.noise import noise_ceiling
+    from cwm_bench.noise import noise_ceiling, write_noise_table
     from cwm_bench.rows.reader import NotADatasetError, read_table
 
-    columns = ["record_id", "workload_id", "hw_id", "status", "latency_s", "latencies_s"]
+    columns = ["record_id", "workload_id", "hw_id", "status", "latency_s", "latencies_s", "measured_at"]
     try:
-        result = noise_ceiling(read_table(original, "records", columns), read_table(remeasured, "records", columns))
+        first, second = read_table(original, "records", columns), read_table(remeasured, "records", columns)
+        result = noise_ceiling(first, second)
     except (NotADatasetError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if not result["programs"]:
         raise click.ClickException("no record is ok in both datasets: nothing to compare")
+    if into_dir:
+        click.echo(f"noise table: {write_noise_table(into_dir, first, second)}")
     try:
         names = dict(zip(*(read_table(original, "workloads", ["workload_id", "task_name"]).column(c).to_pylist()
                            for c in ("workload_id", "task_name")), strict=True))

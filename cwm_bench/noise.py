@@ -139,3 +139,18 @@ def noise_table(original: pa.Table, remeasured: pa.Table) -> pa.Table:
         "measured_at": r["measured_at"],
     } for o, r in _join(original, remeasured, extra=("measured_at",))]
     return pa.Table.from_pylist(rows, schema=NOISE_SCHEMA)
+
+
+def write_noise_table(root: str, original: pa.Table, remeasured: pa.Table) -> str:
+    """Store `noise_table(original, remeasured)` as ROOT/noise/noise.parquet (atomically, replacing any
+    earlier one): the `noise` table that `cwm-bench release` ships."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    folder = os.path.join(root, "noise")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "noise.parquet")
+    pq.write_table(noise_table(original, remeasured), path + ".partial", compression="zstd")
+    os.replace(path + ".partial", path)
+    return path

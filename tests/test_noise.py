@@ -118,3 +118,15 @@ def test_cli_prints_per_task_table_and_writes_json(tmp_path):
     empty = _folder(tmp_path / "c", records([("z", "w1", 1.0)]))
     nothing = CliRunner().invoke(main, ["noise", a, empty])
     assert nothing.exit_code == 1 and "no record is ok in both" in nothing.output
+
+
+def test_cli_stores_the_noise_table_for_release(tmp_path):
+    from cwm_bench.rows.reader import read_table
+
+    a = _folder(tmp_path / "a", records([("a", "w1", 1.0), ("b", "w1", 2.0), ("c", "w1", None)]))
+    b = _folder(tmp_path / "b", records([("a", "w1", 1.5), ("b", "w1", 2.5), ("c", "w1", 3.0)]))
+    result = CliRunner().invoke(main, ["noise", a, b, "--into", a])
+    assert result.exit_code == 0, result.output
+    stored = read_table(a, "noise")
+    assert sorted(stored.column("record_id").to_pylist()) == ["a", "b"]  # ok in both runs only
+    assert stored.column("original_latency_s").to_pylist() == [1.0, 2.0]
