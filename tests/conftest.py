@@ -47,3 +47,11 @@ def tiny_dataset(tmp_path_factory, hardware):
         rounds=2, repeats_per_round=2, min_repeat_ms=2, check_fraction=1.0))
     Collector(hardware, out, config).run(select_workloads("mini:matmul_64x64x64,softmax_64x128"))
     return out
+
+
+@pytest.fixture
+def hub_offline(monkeypatch, tmp_path):
+    """No Hugging Face network, and a private HF_HOME: Hub code is tested offline with real loaders."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
