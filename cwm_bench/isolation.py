@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -41,6 +42,9 @@ def _serve(read_fd: int, write_fd: int, handler_path: str) -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    # A crashing kernel must die at once: a core dump of a TVM process takes seconds (long enough to
+    # look like a hang) and fills disks over a long collection.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     rx, tx = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     module_name, _, function_name = handler_path.partition(":")
     handler = getattr(importlib.import_module(module_name), function_name)
