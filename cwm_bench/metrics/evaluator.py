@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,7 +87,9 @@ class Evaluator:
             values = np.array([per_task[t][m] for t in names])
             valid = np.isfinite(values)
             v, vw = values[valid], w[valid]
-            samples = np.nanmean(values[boot], axis=1)
+            with warnings.catch_warnings():  # a resample of only undefined values is NaN, by design
+                warnings.simplefilter("ignore", RuntimeWarning)
+                samples = np.nanmean(values[boot], axis=1)
             entry = {"mean": float(v.mean()) if v.size else float("nan"),
                      "weighted_mean": float((v * vw).sum() / vw.sum()) if vw.sum() > 0 else float("nan"),
                      "ci_low": float(np.nanpercentile(samples, 2.5)),
