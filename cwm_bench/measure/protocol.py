@@ -5,7 +5,9 @@
   that many calls (time_evaluator's own adaptation re-runs and discards work on every call);
 - `rounds` interleaved rounds over the whole batch, each in a fresh random order, so a slow spell
   of the machine spreads over all candidates instead of landing on one;
-- every round takes `repeats_per_round` timings, each at least `min_repeat_ms` long;
+- every round takes `repeats_per_round` timings, each at least `min_repeat_ms` long, but no more
+  timings than fit in `max_round_s` (at least one): a poor schedule running 2 s a call gets 5
+  timings instead of 15, which is plenty when its neighbours differ by 10x, and saves minutes;
 - every single timing is kept; the summary is the median (robust to outliers from other tenants).
 """
 
@@ -25,6 +27,7 @@ class MeasureProtocol:
     calibrate: bool = True  # fix calls-per-timing once per kernel; False: time_evaluator adapts each call
     number: int = 1  # with calibrate=False: calls per timing before time_evaluator adapts it upward
     cache_flush: bool = False  # flush CPU caches before each timing (all args but the first)
+    max_round_s: float = 0.25  # a round's timings stop here (one timing at least): slow kernels get fewer
     timeout_s: float = 30.0  # per load / per round of one candidate
     check_fraction: float = 0.1  # share of candidates whose outputs are checked against the reference
     rtol: float = 1e-3

@@ -42,6 +42,7 @@ class Runner:
         self.worker = IsolatedWorker("cwm_bench.measure.worker:handle", env={"TVM_NUM_THREADS": str(threads)})
         self.rng = np.random.default_rng(seed)
         self._loaded: set[str] = set()
+        self._timing_s: dict[str, float] = {}  # key -> calibrated duration of one timing
 
     def measure(self, items: list[MeasureItem]) -> list[MeasureResult]:
         p = self.protocol
@@ -54,7 +55,7 @@ class Runner:
                 if result.status != "ok" or not self._ensure_loaded(item, result):
                     continue
                 outcome = self.worker.call({"op": "time", "key": item.key, "workload_id": item.workload_id,
-                                            "repeat": p.repeats_per_round, "min_repeat_ms": p.min_repeat_ms,
+                                            "repeat": self._repeats(item.key), "min_repeat_ms": p.min_repeat_ms,
                                             "number": p.number, "cache_flush": p.cache_flush,
                                             "device": self.device}, p.timeout_s)
                 if self._failed(outcome, result):
@@ -91,7 +92,17 @@ class Runner:
         if self._failed(outcome, result):
             return False
         self._loaded.add(item.key)
+        if outcome.value.get("timing_s"):
+            self._timing_s[item.key] = outcome.value["timing_s"]
         return True
+
+    def _repeats(self, key: str) -> int:
+        """Timings this round: `repeats_per_round`, fewer when they would not fit in `max_round_s`."""
+        p = self.protocol
+        timing_s = self._timing_s.get(key)
+        if timing_s is None:
+            return p.repeats_per_round
+        return int(min(p.repeats_per_round, max(1, p.max_round_s // max(timing_s, 1e-9))))
 
     def _failed(self, outcome: Outcome, result: MeasureResult) -> bool:
         if outcome.ok:
@@ -106,6 +117,8 @@ class Runner:
         if self.worker.alive():
             self.worker.call({"op": "unload", "keys": keys, "forget_workloads": True}, self.protocol.timeout_s)
         self._loaded.difference_update(keys)
+        for key in keys:
+            self._timing_s.pop(key, None)
 
     def close(self) -> None:
         self.worker.close()

@@ -67,7 +67,9 @@ def handle(request: dict) -> dict:
             per_call = module.time_evaluator("main", dev, number=1, repeat=1,
                                              min_repeat_ms=request["calibrate_ms"])(*_tensors[wid]).mean
             _numbers[request["key"]] = max(1, int(np.ceil(request["calibrate_ms"] / 1000 / max(per_call, 1e-9))))
-        return {"load_s": time.perf_counter() - started, "number": _numbers.get(request["key"])}
+            return {"load_s": time.perf_counter() - started, "number": _numbers[request["key"]],
+                    "timing_s": _numbers[request["key"]] * per_call}
+        return {"load_s": time.perf_counter() - started, "number": None, "timing_s": None}
     if op == "time":
         module = _modules[request["key"]]
         calibrated = _numbers.get(request["key"])

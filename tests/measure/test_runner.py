@@ -62,3 +62,13 @@ def test_summary_is_the_median_of_all_timings():
     assert summarize([4.0, 1.0, 2.0, 3.0]) == 2.5
     assert summarize([]) is None
     assert MeasureProtocol.from_json(MeasureProtocol(rounds=5).to_json()).rounds == 5
+
+
+def test_slow_kernels_take_fewer_timings_per_round(built, matmul):
+    # max_round_s below one timing (>= 1 ms here): every round takes a single timing instead of 3
+    runner = Runner(MeasureProtocol(rounds=2, repeats_per_round=3, min_repeat_ms=1, max_round_s=0.0001))
+    try:
+        (result,) = runner.measure([_item(built, matmul, "good0")])
+        assert result.status == "ok" and len(result.latencies_s) == 2
+    finally:
+        runner.close()
