@@ -12,9 +12,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+# collect -> validate -> release (split columns + data card) -> train -> evaluate -> report
 demo: $(VENV)/.installed
-	$(BIN)/cwm-bench collect --target llvm --workloads mini --per-task 12 --out $(DEMO_OUT)
-	$(BIN)/cwm-bench validate $(DEMO_OUT)
+	$(BIN)/cwm-bench collect --target llvm --workloads mini --per-task 32 --out $(DEMO_OUT)/collection
+	$(BIN)/cwm-bench validate $(DEMO_OUT)/collection
+	$(BIN)/cwm-bench release $(DEMO_OUT)/collection --out $(DEMO_OUT)/release --name local/cwm-bench-mini
+	$(BIN)/cwm-bench train --model ansor-xgb --data $(DEMO_OUT)/release --split within_task \
+		--out $(DEMO_OUT)/checkpoints/ansor-xgb
+	$(BIN)/cwm-bench evaluate --model $(DEMO_OUT)/checkpoints/ansor-xgb --data $(DEMO_OUT)/release \
+		--split within_task --json $(DEMO_OUT)/results/ansor-xgb.json
+	$(BIN)/cwm-bench evaluate --model random --data $(DEMO_OUT)/release --split within_task \
+		--json $(DEMO_OUT)/results/random.json
+	$(BIN)/cwm-bench report $(DEMO_OUT)/results/ansor-xgb.json $(DEMO_OUT)/results/random.json \
+		--png $(DEMO_OUT)/results/opa.png
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
