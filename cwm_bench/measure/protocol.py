@@ -29,6 +29,7 @@ class MeasureProtocol:
     cache_flush: bool = False  # flush CPU caches before each timing (all args but the first)
     max_round_s: float = 0.25  # a round's timings stop here (one timing at least): slow kernels get fewer
     timeout_s: float = 30.0  # per load / per round of one candidate
+    reference_timeout_s: float = 300.0  # the unscheduled program, run once per task for output checks
     check_fraction: float = 0.1  # share of candidates whose outputs are checked against the reference
     rtol: float = 1e-3
     atol: float = 1e-3

@@ -43,6 +43,8 @@ class Runner:
         self.rng = np.random.default_rng(seed)
         self._loaded: set[str] = set()
         self._timing_s: dict[str, float] = {}  # key -> calibrated duration of one timing
+        self._reference_done: set[str] = set()  # workloads whose reference outputs the worker holds
+        self._reference_failed: dict[str, str] = {}  # workload -> why its reference could not run
 
     def measure(self, items: list[MeasureItem]) -> list[MeasureResult]:
         p = self.protocol
@@ -63,10 +65,30 @@ class Runner:
                 result.latencies_s.extend(outcome.value["latencies_s"])
         for item in alive:
             result = results[item.key]
-            if item.reference_path and result.status == "ok" and self._ensure_loaded(item, result):
+            if item.reference_path and result.status == "ok" and self._ensure_loaded(item, result) \
+                    and self._reference_ready(item):
                 self._check(item, result)
-        self._unload([it.key for it in items])
+        self._unload([it.key for it in items], keep={it.workload_id for it in items})
         return [results[it.key] for it in items]
+
+    def _reference_ready(self, item: MeasureItem) -> bool:
+        """Run the unscheduled program once per workload, in its own call: a naive program can be very
+        slow, and that must never be charged to the candidate. If it fails, outputs go unchecked."""
+        if item.workload_id in self._reference_failed:
+            return False
+        if item.workload_id in self._reference_done:
+            return True
+        outcome = self.worker.call({"op": "reference", "workload_id": item.workload_id,
+                                    "reference_path": item.reference_path, "device": self.device},
+                                   self.protocol.reference_timeout_s)
+        if outcome.ok:
+            self._reference_done.add(item.workload_id)
+            return True
+        self._reference_failed[item.workload_id] = f"{outcome.status}: {outcome.message}"
+        if outcome.status in ("crash", "timeout"):
+            self._loaded.clear()
+            self._reference_done.clear()
+        return False
 
     def _check(self, item: MeasureItem, result: MeasureResult) -> None:
         p = self.protocol
@@ -109,13 +131,16 @@ class Runner:
             return False
         if outcome.status in ("crash", "timeout"):
             self._loaded.clear()  # the worker was restarted: everything must be loaded again
+            self._reference_done.clear()
         result.status = RUN_STATUS[outcome.status]
         result.error = f"{outcome.status}: {outcome.message}"
         return True
 
-    def _unload(self, keys: list[str]) -> None:
+    def _unload(self, keys: list[str], keep: set[str]) -> None:
         if self.worker.alive():
-            self.worker.call({"op": "unload", "keys": keys, "forget_workloads": True}, self.protocol.timeout_s)
+            self.worker.call({"op": "unload", "keys": keys, "forget_workloads": True, "keep": sorted(keep)},
+                             self.protocol.timeout_s)
+        self._reference_done &= keep
         self._loaded.difference_update(keys)
         for key in keys:
             self._timing_s.pop(key, None)

@@ -78,10 +78,13 @@ def handle(request: dict) -> dict:
             min_repeat_ms=0 if calibrated else request["min_repeat_ms"],
             f_preproc="cache_flush_cpu_non_first_arg" if request["cache_flush"] else "")
         return {"latencies_s": [float(x) for x in evaluator(*_tensors[request["workload_id"]]).results]}
-    if op == "check":
+    if op == "reference":
         wid = request["workload_id"]
         if wid not in _reference:
             _reference[wid] = _run_once(tvm.runtime.load_module(request["reference_path"]), _inputs[wid], dev)
+        return {}
+    if op == "check":
+        wid = request["workload_id"]
         got = _run_once(_modules[request["key"]], _inputs[wid], dev)
         worst = 0.0
         for expected, actual in zip(_reference[wid], got, strict=True):
@@ -93,9 +96,10 @@ def handle(request: dict) -> dict:
         for key in request["keys"]:
             _modules.pop(key, None)
             _numbers.pop(key, None)
-        if request.get("forget_workloads"):
-            _inputs.clear()
-            _tensors.clear()
-            _reference.clear()
+        if request.get("forget_workloads"):  # all but `keep`: the next batch is usually the same task
+            keep = set(request.get("keep", ()))
+            for cache in (_inputs, _tensors, _reference):
+                for wid in [w for w in cache if w not in keep]:
+                    del cache[wid]
         return {}
     raise ValueError(f"unknown measurement op {op!r}")

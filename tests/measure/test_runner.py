@@ -72,3 +72,15 @@ def test_slow_kernels_take_fewer_timings_per_round(built, matmul):
         assert result.status == "ok" and len(result.latencies_s) == 2
     finally:
         runner.close()
+
+
+def test_a_reference_that_hangs_leaves_outputs_unchecked_not_the_candidate_failed(built, matmul):
+    # the "unscheduled program" here sleeps for 1000 s; the reference has its own limit
+    runner = Runner(MeasureProtocol(rounds=1, repeats_per_round=1, min_repeat_ms=1, reference_timeout_s=3))
+    specs = [(list(a.shape), a.dtype) for a in matmul.args]
+    try:
+        (result,) = runner.measure([MeasureItem("good0", built["good0"], matmul.workload_id, specs, built["sleep"])])
+        assert result.status == "ok" and not result.checked and result.latencies_s
+        assert "timeout" in runner._reference_failed[matmul.workload_id]
+    finally:
+        runner.close()
