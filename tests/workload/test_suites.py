@@ -34,3 +34,14 @@ def test_equal_tasks_merge_with_both_networks():
 
 def test_round_robin_interleaves_sources():
     assert round_robin([[1, 2, 3], [10], [20, 21]]) == [1, 10, 20, 2, 21, 3]  # type: ignore[list-item]
+
+
+def test_operators_interleave_families_held_out_ones_first():
+    from cwm_bench.workload.operators import OPERATORS
+    from cwm_bench.workload.suites import family_interleaved
+
+    ordered = family_interleaved(OPERATORS)
+    assert sorted(s.name for s in ordered) == sorted(s.name for s in OPERATORS)
+    assert [s.family for s in ordered[:2]] == ["depthwise_conv2d", "conv2d_transpose"]
+    first_round = [s.family for s in ordered[:len({s.family for s in OPERATORS})]]
+    assert len(set(first_round)) == len(first_round)  # every family once before any repeats
