@@ -80,7 +80,27 @@ def target_for(hardware: HardwareDescriptor):
     if hardware.kind == "cpu":
         return tvm.target.Target({"kind": "llvm", "mcpu": hardware.arch, "num-cores": hardware.num_cores})
     if hardware.kind == "gpu":
-        return tvm.target.Target({"kind": "cuda", "arch": hardware.arch,
-                                  **{k: v for k, v in hardware.details.items() if k.startswith("max_")}},
-                                 host={"kind": "llvm"})
+        attrs = {k: hardware.details[k] for k in CUDA_TARGET_ATTRS if k in hardware.details}
+        return tvm.target.Target({"kind": "cuda", "arch": hardware.arch, **attrs}, host={"kind": "llvm"})
     raise ValueError(f"unknown hardware kind {hardware.kind!r}")
+
+
+# CUDA target attributes MetaSchedule's GPU rules and verifiers read (thread binding limits, the
+# shared-memory and register budgets of VerifyGPUCode); everything else in `details` is metadata.
+CUDA_TARGET_ATTRS = ("max_threads_per_block", "max_shared_memory_per_block", "thread_warp_size",
+                     "registers_per_block", "l2_cache_size_bytes")
+
+
+def _hopper(name: str, memory_gb: int, l2_mb: int) -> HardwareDescriptor:
+    return HardwareDescriptor(
+        kind="gpu", name=name, arch="sm_90", num_cores=132,  # num_cores: streaming multiprocessors
+        details={"max_threads_per_block": 1024, "max_shared_memory_per_block": 49152, "thread_warp_size": 32,
+                 "registers_per_block": 65536, "l2_cache_size_bytes": l2_mb * 2**20, "memory_gb": memory_gb})
+
+
+# Build-time descriptions of the lent GPUs (device names as nvidia-smi / the CUDA runtime report them).
+# Rows take their hardware columns from the measuring device instead (`cwm_bench.cuda.ingest`).
+GPU_PRESETS: dict[str, HardwareDescriptor] = {
+    "h100": _hopper("NVIDIA H100 80GB HBM3", 80, 50),
+    "h200": _hopper("NVIDIA H200", 141, 60),
+}

@@ -54,6 +54,7 @@ class EvaluationResult:
     def write(self, path: str) -> None:
         data = self.to_dict()
         validate_result(data)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as handle:
             json.dump(data, handle, indent=1, sort_keys=True, allow_nan=False)
 

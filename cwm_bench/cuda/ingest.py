@@ -1,0 +1,98 @@
+"""Step 3 of a GPU dataset: join a bundle's pending rows with the device's results.json into
+records rows (the CPU schema; hardware columns from device.json) in a DatasetStore folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+
+import pyarrow.parquet as pq
+
+from cwm_bench.cuda import MANIFEST, PENDING, WORKLOADS
+from cwm_bench.hardware import HardwareDescriptor
+from cwm_bench.measure.protocol import summarize
+from cwm_bench.rows.records import provenance
+from cwm_bench.rows.schema import STATUSES
+from cwm_bench.rows.store import DatasetStore
+
+
+def hardware_from_device(device: dict) -> HardwareDescriptor:
+    """The measuring GPU as `tools/cuda_measure.py` described it (TVM's device attributes first)."""
+    tvm_dev = device.get("tvm_device") or {}
+    smi = device.get("nvidia_smi") or {}
+    if "error" in tvm_dev or not tvm_dev:
+        raise ValueError(f"device.json has no CUDA device attributes: {tvm_dev.get('error', 'missing')}")
+    details = {"max_threads_per_block": tvm_dev.get("max_threads_per_block"),
+               "max_shared_memory_per_block": tvm_dev.get("max_shared_memory_per_block"),
+               "thread_warp_size": tvm_dev.get("warp_size"), "l2_cache_size_bytes": tvm_dev.get("l2_cache_size_bytes"),
+               "memory_bytes": tvm_dev.get("total_global_memory"), "max_clock_khz": tvm_dev.get("max_clock_rate_khz"),
+               "cuda_driver_version": tvm_dev.get("driver_version"), "driver": smi.get("driver_version"),
+               "clocks_max_sm_mhz": smi.get("clocks.max.sm"), "clocks_max_memory_mhz": smi.get("clocks.max.memory"),
+               "power_limit_w": smi.get("power.limit"), "collected_at": device.get("collected_at")}
+    return HardwareDescriptor(
+        kind="gpu", name=str(tvm_dev.get("device_name") or smi.get("name") or "unknown"),
+        arch="sm_" + str(tvm_dev["compute_version"]).replace(".", ""),
+        num_cores=int(tvm_dev["multi_processor_count"]),
+        details={k: v for k, v in details.items() if v is not None})
+
+
+@dataclass
+class IngestReport:
+    rows: int = 0
+    unmeasured: int = 0  # built candidates with no result (a --limit run, or a run that was cut off)
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+def _load_json(path: str) -> dict:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def ingest_cuda(bundle: str, results_path: str, device_path: str, out_dir: str) -> IngestReport:
+    """Append the bundle's measured candidates (and its build errors) to the dataset in `out_dir`."""
+    manifest = _load_json(os.path.join(bundle, MANIFEST))
+    results = _load_json(results_path)
+    hardware = hardware_from_device(_load_json(device_path))
+    if hardware.arch != manifest["target"].get("arch"):
+        raise ValueError(f"kernels were built for {manifest['target'].get('arch')} but measured on "
+                         f"{hardware.arch} ({hardware.name})")
+    protocol_json = json.dumps(results.get("protocol", {}), sort_keys=True)
+    target_json = json.dumps(manifest["target"], sort_keys=True)
+    measured = results.get("results", {})
+    stamp = dt.datetime.fromtimestamp(os.path.getmtime(results_path), dt.UTC)
+    report = IngestReport()
+    rows = []
+    for row in pq.read_table(os.path.join(bundle, PENDING)).to_pylist():
+        key = row["record_id"]
+        if row["status"] == "ok":  # built: the device decides
+            result = measured.get(key)
+            if result is None:
+                report.unmeasured += 1
+                continue
+            if result["status"] not in STATUSES:
+                raise ValueError(f"{results_path}: unknown status {result['status']!r} for {key}")
+            latencies = [float(x) for x in result.get("latencies_s") or []]
+            status = result["status"] if latencies or result["status"] != "ok" else "run_error"
+            row.update(status=status, latencies_s=latencies, error=result.get("error"),
+                       checked=bool(result.get("checked")),
+                       latency_s=summarize(latencies) if status == "ok" else None)
+        row.update(hw_id=hardware.hw_id, hw_kind=hardware.kind, hw_name=hardware.name, hw_arch=hardware.arch,
+                   hw_num_cores=hardware.num_cores, hw_isa=[], hw_descriptor=hardware.to_json(),
+                   protocol=protocol_json, measured_at=stamp)
+        rows.append(row)
+        report.by_status[row["status"]] = report.by_status.get(row["status"], 0) + 1
+    store = DatasetStore(out_dir, provenance(hardware, target_json, protocol_json))
+    try:
+        known = store.known_keys("workloads")
+        workloads = [w for w in pq.read_table(os.path.join(bundle, WORKLOADS)).to_pylist()
+                     if w["workload_id"] not in known]
+        store.write("workloads", workloads)
+        have = store.known_keys("records")
+        fresh = [r for r in rows if r["record_id"] not in have]  # re-ingesting a bundle adds nothing
+        store.write("records", fresh)
+        report.rows = len(fresh)
+    finally:
+        store.close()
+    return report

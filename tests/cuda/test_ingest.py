@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from cwm_bench.cuda import MANIFEST
+from cwm_bench.cuda.ingest import hardware_from_device, ingest_cuda
+from cwm_bench.validate import validate_dataset
+
+# FIXTURE, not a measurement: the shape of what tools/cuda_measure.py writes on an H100.
+FAKE_DEVICE = {
+    "collected_at": "2026-11-26T00:00:00Z",
+    "nvidia_smi": {"name": "NVIDIA H100 80GB HBM3", "driver_version": "580.159.04", "clocks.max.sm": "1980"},
+    "tvm_device": {"device_name": "NVIDIA H100 80GB HBM3", "compute_version": "9.0", "multi_processor_count": 132,
+                   "l2_cache_size_bytes": 52428800, "max_shared_memory_per_block": 49152, "warp_size": 32,
+                   "max_threads_per_block": 1024, "total_global_memory": 85520809984,
+                   "max_clock_rate_khz": 1980000, "driver_version": 13000, "tvm_version": "0.27.0"},
+}
+
+
+def _fake_results(bundle: str) -> dict:
+    """FIXTURE: one ok, one run_error, one timeout (made-up latencies)."""
+    with open(os.path.join(bundle, MANIFEST)) as handle:
+        keys = [c["key"] for c in json.load(handle)["candidates"]]
+    return {"format": 1, "protocol": {"rounds": 2, "repeats": 3, "device": "cuda"}, "results": {
+        keys[0]: {"status": "ok", "latencies_s": [1.0e-5, 1.2e-5, 1.1e-5], "error": None, "checked": True},
+        keys[1]: {"status": "run_error", "latencies_s": [], "error": "load: CUDA error", "checked": False},
+        keys[2]: {"status": "timeout", "latencies_s": [], "error": "time took over 30 s", "checked": False}}}
+
+
+def test_device_json_becomes_a_gpu_descriptor():
+    hw = hardware_from_device(FAKE_DEVICE)
+    assert (hw.kind, hw.arch, hw.num_cores, hw.name) == ("gpu", "sm_90", 132, "NVIDIA H100 80GB HBM3")
+    with pytest.raises(ValueError):
+        hardware_from_device({"tvm_device": {"error": "libcuda.so.1 missing"}})
+
+
+def test_ingest_fake_results_into_a_valid_dataset(cuda_bundle, tmp_path):
+    results, device = tmp_path / "results.json", tmp_path / "device.json"
+    results.write_text(json.dumps(_fake_results(cuda_bundle)))
+    device.write_text(json.dumps(FAKE_DEVICE))
+    out = tmp_path / "data"
+    report = ingest_cuda(cuda_bundle, str(results), str(device), str(out))
+    assert report.rows == 3 and report.by_status == {"ok": 1, "run_error": 1, "timeout": 1}
+    rows = pq.read_table(str(out / "records")).to_pylist()
+    ok = next(r for r in rows if r["status"] == "ok")
+    assert ok["latency_s"] == pytest.approx(1.1e-5) and ok["checked"] and ok["hw_num_cores"] == 132
+    assert {r["hw_id"] for r in rows} == {hardware_from_device(FAKE_DEVICE).hw_id}
+    problems, _ = validate_dataset(str(out), replay_count=2)
+    assert not problems, [str(p) for p in problems]
+    assert ingest_cuda(cuda_bundle, str(results), str(device), str(out)).rows == 0  # idempotent
+
+
+def test_ingest_refuses_another_architecture(cuda_bundle, tmp_path):
+    device = dict(FAKE_DEVICE, tvm_device=dict(FAKE_DEVICE["tvm_device"], compute_version="8.0"))
+    (tmp_path / "d.json").write_text(json.dumps(device))
+    (tmp_path / "r.json").write_text(json.dumps(_fake_results(cuda_bundle)))
+    with pytest.raises(ValueError, match="sm_80"):
+        ingest_cuda(cuda_bundle, str(tmp_path / "r.json"), str(tmp_path / "d.json"), str(tmp_path / "data"))
