@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 # collect -> validate -> release (split columns + data card) -> train -> evaluate -> report
 demo: $(VENV)/.installed
-	$(BIN)/cwm-bench collect --target llvm --workloads mini --per-task 32 --out $(DEMO_OUT)/collection
+	$(BIN)/cwm-bench collect --target llvm --workloads mini --per-task 64 --out $(DEMO_OUT)/collection
 	$(BIN)/cwm-bench validate $(DEMO_OUT)/collection
 	$(BIN)/cwm-bench release $(DEMO_OUT)/collection --out $(DEMO_OUT)/release --name local/cwm-bench-mini
 	$(BIN)/cwm-bench train --model ansor-xgb --data $(DEMO_OUT)/release --split within_task \
