@@ -1,0 +1,3 @@
+from cwm_bench.cli import main
+
+main()

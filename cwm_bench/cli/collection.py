@@ -1,0 +1,173 @@
+"""Commands of the collection stage: workloads, collect, validate, compact, import-metaschedule."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cwm_bench.cli import main
+from cwm_bench.cli.cuda import CUDA_FLOW
+
+
+@main.group()
+def workloads() -> None:
+    """The tunable tasks (operators and fused network tasks) and the suites that group them."""
+
+
+@workloads.command("list")
+@click.option("--suite", default=None, help="Show one suite's workloads (default: list the suites).")
+@click.option("--target", "target_kind", type=click.Choice(["llvm", "cuda"]), default="llvm", show_default=True)
+def workloads_list(suite: str | None, target_kind: str) -> None:
+    """List the suites, or the workloads of one suite with ids, families, FLOPs and networks."""
+    from cwm_bench.workload.suites import SUITES, UnknownSuiteError, load_suite
+
+    if suite is None:
+        for name, text in SUITES.items():
+            click.echo(f"{name:<10} {text}")
+        return
+    try:
+        items = load_suite(suite, target_kind)
+    except UnknownSuiteError as exc:
+        raise click.BadParameter(str(exc), param_hint="--suite") from exc
+    click.echo(f"{'workload_id':<17} {'family':<17} {'MFLOP':>9}  {'task':<40} networks")
+    for w in items:
+        nets = ", ".join(f"{u.network}x{u.weight}" for u in w.networks) or "-"
+        click.echo(f"{w.workload_id:<17} {w.family:<17} {w.flops / 1e6:>9.1f}  {w.task_name[:40]:<40} {nets}")
+    click.echo(f"{len(items)} workloads")
+
+
+@main.command()
+@click.option("--target", "target_kind", type=click.Choice(["llvm", "cuda"]), default="llvm", show_default=True,
+              help="llvm: this machine's CPU (mcpu detected). cuda: see the README's GPU section.")
+@click.option("--workloads", "suite", default="mini", show_default=True,
+              help="A suite (`cwm-bench workloads list`), optionally filtered: `cpu-v0:conv2d`, "
+                   "`mini:matmul_64x64x64,softmax_64x128`.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Dataset folder. An existing folder is resumed, never overwritten.")
+@click.option("--per-task", default=64, show_default=True, help="Records per task (errors count too).")
+@click.option("--batch-size", default=16, show_default=True, help="Candidates built and measured together.")
+@click.option("--evolutionary-fraction", default=0.5, show_default=True,
+              help="Share of each task's records drawn by evolutionary search; the rest are random.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--rounds", default=5, show_default=True, help="Interleaved measurement rounds over a batch.")
+@click.option("--repeats", default=3, show_default=True, help="Timings per candidate per round.")
+@click.option("--min-repeat-ms", default=10, show_default=True, help="Each timing loops the kernel this long.")
+@click.option("--cache-flush/--no-cache-flush", default=False, show_default=True,
+              help="Flush CPU caches before every timing (cold-cache latencies).")
+@click.option("--check-fraction", default=0.1, show_default=True,
+              help="Share of candidates whose outputs are compared with the unscheduled program.")
+@click.option("--timeout", "timeout_s", default=30.0, show_default=True,
+              help="Seconds a kernel may take per load or per round before it is recorded as `timeout`.")
+@click.option("--build-workers", default=None, type=int, help="Parallel compiles (default: one per core).")
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
+def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_size: int,
+            evolutionary_fraction: float, seed: int, rounds: int, repeats: int, min_repeat_ms: int,
+            cache_flush: bool, check_fraction: float, timeout_s: float, build_workers: int | None,
+            no_progress: bool) -> None:
+    """Generate schedules, build and measure them, and append the records to a Parquet dataset.
+
+    Resumable: run the same command again (after a crash, kill -9 or Ctrl-C) and it continues
+    where it stopped; at most the batch in flight is lost. Kernels that crash or hang become
+    error rows (`run_error`, `timeout`), never a dead collector.
+    """
+    from tqdm import tqdm
+
+    from cwm_bench.collect import CollectConfig, Collector
+    from cwm_bench.hardware import detect_cpu
+    from cwm_bench.measure.protocol import MeasureProtocol
+    from cwm_bench.report import summary_table
+    from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
+
+    if target_kind == "cuda":
+        raise click.UsageError(CUDA_FLOW)
+    try:
+        chosen = select_workloads(suite, target_kind)
+    except UnknownSuiteError as exc:
+        raise click.BadParameter(str(exc), param_hint="--workloads") from exc
+    protocol = MeasureProtocol(rounds=rounds, repeats_per_round=repeats, min_repeat_ms=min_repeat_ms,
+                               cache_flush=cache_flush, check_fraction=check_fraction, timeout_s=timeout_s)
+    config = CollectConfig(per_task=per_task, batch_size=batch_size, seed=seed,
+                           evolutionary_fraction=evolutionary_fraction, build_workers=build_workers,
+                           protocol=protocol)
+    hardware = detect_cpu()
+    click.echo(f"hardware: {hardware.name} ({hardware.arch}, {hardware.num_cores} cores), hw_id {hardware.hw_id}")
+    bar = tqdm(total=0, unit="rec", disable=no_progress, dynamic_ncols=True)
+    collector = Collector(hardware, out_dir, config,
+                          on_records=lambda n, task: (bar.set_postfix_str(task[:30]), bar.update(n)),
+                          log=lambda text: tqdm.write(text))
+    bar.total = collector.remaining(chosen)
+    bar.refresh()
+    click.echo(f"{len(chosen)} tasks, {bar.total} records to collect into {out_dir}", err=True)
+    try:
+        summaries = collector.run(chosen)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo("interrupted: completed batches are saved; run the same command to resume", err=True)
+        sys.exit(130)
+    bar.close()
+    click.echo(summary_table(summaries))
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--replay", "replay_count", default=20, show_default=True,
+              help="Random traces replayed to confirm they rebuild the recorded program (0: skip).")
+@click.option("--rebuild-manifest", is_flag=True,
+              help="First rewrite manifest.json from the shards on disk (after a killed write).")
+def validate(data_dir: str, replay_count: int, rebuild_manifest: bool) -> None:
+    """Check a dataset folder: schema, ids, duplicates, checksums, and that stored traces replay.
+
+    Exit code 0 when valid, 1 with one line per problem (file and row) otherwise.
+    """
+    from cwm_bench.validate import validate_dataset
+
+    if rebuild_manifest:
+        from cwm_bench.rows.store import DatasetStore
+
+        DatasetStore(data_dir).write_manifest()
+
+    problems, stats = validate_dataset(data_dir, replay_count=replay_count)
+    for p in problems:
+        click.echo(f"error: {p}", err=True)
+    if problems:
+        click.echo(f"{data_dir}: {len(problems)} problem(s)", err=True)
+        sys.exit(1)
+    click.echo(f"{data_dir}: ok ({stats})")
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+def compact(data_dir: str) -> None:
+    """Merge a collection folder's many small shards into one per table (duplicates dropped).
+
+    Collections write one shard per batch; compact before committing or sharing a folder.
+    Refused while a collector is writing to the folder.
+    """
+    from cwm_bench.rows.store import DatasetBusyError, DatasetStore
+
+    try:
+        store = DatasetStore(data_dir)
+    except DatasetBusyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        for table in ("workloads", "records"):
+            before, rows = store.compact(table)
+            click.echo(f"{table}: {before} shard(s) -> 1, {rows} rows")
+    finally:
+        store.close()
+
+
+@main.command("import-metaschedule")
+@click.argument("db_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+def import_metaschedule(db_dirs: tuple[str, ...], out_dir: str) -> None:
+    """Read MetaSchedule JSON databases (database_workload.json + database_tuning_record.json, as
+    `ms.tune_tir` writes them) into a CWM-Bench dataset (origin `imported`, features recomputed)."""
+    from cwm_bench.import_ms import ImportError_, import_databases
+
+    try:
+        report = import_databases(list(db_dirs), out_dir)
+    except ImportError_ as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(report)

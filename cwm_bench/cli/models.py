@@ -1,0 +1,173 @@
+"""Commands of the model stage: train, evaluate, report."""
+
+from __future__ import annotations
+
+import click
+
+from cwm_bench.cli import main
+
+
+@main.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--png", default=None, type=click.Path(dir_okay=False), help="Also draw a bar chart of --metric here.")
+@click.option("--metric", default="opa", show_default=True, help="The metric the chart shows (with its 95% CI).")
+def report_cmd(results: tuple[str, ...], png: str | None, metric: str) -> None:
+    """Markdown table of evaluation results (rows: model x split; mean ± half the 95% CI over tasks).
+
+    RESULTS are JSON files written by the evaluation (model, split, metrics).
+    """
+    from cwm_bench.results_report import ResultsReportError, report
+
+    try:
+        click.echo(report(list(results), png, metric))
+    except ResultsReportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if png:
+        click.echo(f"wrote {png}", err=True)
+
+
+SPLIT_SCHEMES = ("all", "within_task", "by_network", "by_operator")
+
+
+def _records_of(data_dir: str, split: str, side: str):
+    """The records a command works on: everything for `all` (collection folders have no split
+    columns), else one side ("train"/"test") of the release's `split_<scheme>` column."""
+    from cwm_bench.model import load_records
+    from cwm_bench.rows.reader import NotADatasetError
+
+    try:
+        records = load_records(data_dir) if split == "all" else load_records(data_dir, f"split_{split}", side)
+    except (NotADatasetError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not len(records):
+        raise click.ClickException(f"{data_dir}: no ok records on the {side} side of split {split!r}")
+    return records
+
+
+def _model_config(config_json: str | None) -> dict:
+    import json
+    import os
+
+    if config_json is None:
+        return {}
+    try:
+        if os.path.isfile(config_json):
+            with open(config_json) as handle:
+                config = json.load(handle)
+        else:
+            config = json.loads(config_json)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON (a string or a file): {exc}", param_hint="--config") from exc
+    if not isinstance(config, dict):
+        raise click.BadParameter("must be a JSON object of model options", param_hint="--config")
+    return config
+
+
+def _create_model(name: str, config: dict):
+    from cwm_bench.model import create_model
+    from cwm_bench.model.registry import UnknownModelError
+
+    try:
+        return create_model(name, **config)
+    except UnknownModelError as exc:
+        raise click.BadParameter(str(exc), param_hint="--model") from exc
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(f"{name}: {exc}", param_hint="--config") from exc
+
+
+@main.command()
+@click.option("--model", "model_name", required=True, help="A registered model (e.g. ansor-xgb, tenset-mlp).")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Dataset folder (collection or release).")
+@click.option("--split", type=click.Choice(SPLIT_SCHEMES), required=True,
+              help="all: every ok record (collection folders). A scheme: that scheme's train side (release folders).")
+@click.option("--config", "config_json", default=None, help="Model options as a JSON object, or a JSON file.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Checkpoint folder to write.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def train(model_name: str, data_dir: str, split: str, config_json: str | None, out_dir: str,
+          no_progress: bool) -> None:
+    """Fit a cost model on a dataset's training records and save a checkpoint (no pickles).
+
+    \b
+    cwm-bench train --model ansor-xgb --data release/cpu-v0 --split by_network --out ckpt/xgb
+    cwm-bench evaluate --model ckpt/xgb --data release/cpu-v0 --split by_network --json xgb.json
+    """
+    import time
+
+    model = _create_model(model_name, _model_config(config_json))
+    records = _records_of(data_dir, split, "train")
+    tasks = len(set(records.task_ids()))
+    click.echo(f"training {model_name} on {len(records):,} records of {tasks} tasks ({split})", err=True)
+    started = time.perf_counter()
+    model.fit(records, progress=not no_progress)
+    model.save(out_dir)
+    click.echo(f"wrote {out_dir} ({time.perf_counter() - started:.1f} s)")
+
+
+@main.command()
+@click.option("--model", "model_ref", required=True,
+              help="A checkpoint folder from `cwm-bench train`, or the name of a model that needs no training "
+                   "(random, flops).")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Dataset folder (collection or release).")
+@click.option("--split", type=click.Choice(SPLIT_SCHEMES), required=True,
+              help="all: every ok record. A scheme: that scheme's test side.")
+@click.option("--json", "json_out", required=True, type=click.Path(dir_okay=False), help="Result file to write.")
+@click.option("--config", "config_json", default=None, help="Options of a model given by name (JSON).")
+def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_json: str | None) -> None:
+    """Score the test records with a model and write every ranking metric, with provenance, as JSON.
+
+    Metrics are computed per task, then averaged over tasks (plain and weighted by how often the
+    task occurs in its networks, 1 for operator tasks) with bootstrap 95% intervals. The file also
+    records the model and its config, the dataset's checksum, the split and the software versions
+    (schema: `cwm_bench/results.py`).
+    """
+    import os
+    import time
+
+    import numpy as np
+
+    from cwm_bench.metrics import TASK_METRICS, Evaluator
+    from cwm_bench.model import load_checkpoint
+    from cwm_bench.results import EvaluationResult, dataset_digest, git_commit, package_versions, utc_now
+
+    checkpoint = None
+    if os.path.isdir(model_ref):
+        if config_json is not None:
+            raise click.BadParameter("a checkpoint carries its own config", param_hint="--config")
+        try:
+            model = load_checkpoint(model_ref)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--model") from exc
+        checkpoint = os.path.abspath(model_ref)
+    else:
+        model = _create_model(model_ref, _model_config(config_json))
+        if getattr(model, "trainable", True) and not getattr(model, "is_fitted", False):
+            raise click.BadParameter(f"{model_ref!r} must be trained first: `cwm-bench train --model {model_ref} "
+                                     f"... --out CKPT`, then `--model CKPT`", param_hint="--model")
+    side = "all" if split == "all" else "test"
+    records = _records_of(data_dir, split, side)
+    started = time.perf_counter()
+    scores = np.asarray(model.score(records.without_labels()), dtype=np.float64)
+    score_s = time.perf_counter() - started
+    task_weight = {w: float(sum(u["weight"] for u in nets)) if nets else 1.0 for w, nets in
+                   zip(*(records.workloads.column(c).to_pylist() for c in ("workload_id", "networks")), strict=True)}
+    weights = [task_weight[w] for w in records.task_ids()]
+    metrics = Evaluator().eval({"task_id": records.task_ids(), "y_true_latency": records.latency(),
+                                "y_score": scores, "task_weight": weights})
+    digest, files = dataset_digest(data_dir)
+    result = EvaluationResult(
+        model=model.name, model_config=model.config, checkpoint=checkpoint,
+        dataset_id=os.path.basename(os.path.normpath(os.path.abspath(data_dir))), dataset_sha256=digest,
+        dataset_files=files, split=split, split_side=side, num_tasks=metrics["num_tasks"],
+        num_programs=metrics["num_programs"], metrics={m: metrics[m] for m in TASK_METRICS},
+        per_task=metrics["per_task"], versions=package_versions(), git_commit=git_commit(), created_at=utc_now(),
+        notes={"score_seconds": round(score_s, 3)})
+    result.write(json_out)
+    click.echo(f"{model.name} on {result.dataset_id} ({split}, {side}): {result.num_programs:,} programs, "
+               f"{result.num_tasks} tasks")
+    for m in TASK_METRICS:
+        e = metrics[m]
+        click.echo(f"  {m:<13} {e['mean']:.4f}  [{e['ci_low']:.4f}, {e['ci_high']:.4f}]  "
+                   f"weighted {e['weighted_mean']:.4f}")
+    click.echo(f"wrote {json_out}")
