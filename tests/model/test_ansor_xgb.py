@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from cwm_bench.metrics.ranking import pairwise_accuracy
-from cwm_bench.model import create_model, load_checkpoint, load_records
+from cwm_bench.model import create_model
 from tests.model.test_floors import make_records
 
 FAST = {"num_boost_round": 40, "early_stopping_rounds": 10, "nthread": 1}  # one thread: fast on tiny data
-
-
-@pytest.mark.parametrize("name", ["ansor-xgb", "ansor-xgb-rank"])
-def test_fit_score_save_load_on_a_real_dataset(tiny_dataset, tmp_path, name):
-    records = load_records(tiny_dataset)
-    model = create_model(name, **FAST)
-    model.fit(records, progress=False)
-    scores = model.score(records.without_labels())
-    assert scores.shape == (len(records),) and np.isfinite(scores).all()
-    model.save(str(tmp_path / "ckpt"))
-    assert sorted(os.listdir(tmp_path / "ckpt")) == ["config.json", "model.json"]
-    loaded = load_checkpoint(str(tmp_path / "ckpt"))
-    assert type(loaded) is type(model) and loaded.config == model.config
-    assert np.array_equal(loaded.score(records), scores)
 
 
 def _one_informative_column(seed: int = 0):

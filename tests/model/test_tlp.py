@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -12,7 +9,7 @@ import torch
 
 from baselines.tlp import Tokens, decision_bucket
 from cwm_bench.metrics import Evaluator
-from cwm_bench.model import Records, create_model, load_checkpoint, load_records
+from cwm_bench.model import Records, create_model
 
 FAST = {"d_model": 32, "ff": 64, "epochs": 3, "lr": 3e-3}
 
@@ -50,20 +47,6 @@ def synthetic(n_tasks: int = 3, per_task: int = 32, seed: int = 0) -> Records:
                       "actions": actions, "features": [[] for _ in range(n)], "hw_kind": ["cpu"] * n,
                       "hw_name": ["x"] * n, "hw_arch": ["x"] * n, "hw_num_cores": [1] * n, "latency_s": latency})
     return Records(table, pa.table({"workload_id": sorted(set(tasks)), "flops": [1.0] * n_tasks}))
-
-
-def test_fit_score_save_load_on_real_records(tiny_dataset, tmp_path):
-    records = load_records(tiny_dataset)
-    model = create_model("tlp", **FAST)
-    model.fit(records, progress=False)
-    score = model.score(records.without_labels())
-    assert score.shape == (len(records),) and np.isfinite(score).all()
-    model.save(str(tmp_path / "ckpt"))
-    assert sorted(os.listdir(tmp_path / "ckpt")) == ["config.json", "tlp.safetensors", "tlp_vocab.json"]
-    with open(tmp_path / "ckpt" / "tlp_vocab.json") as handle:
-        assert "SamplePerfectTile" in json.load(handle)["kinds"]
-    again = load_checkpoint(str(tmp_path / "ckpt"))
-    np.testing.assert_array_equal(again.score(records), score)
 
 
 def test_seeded_fits_are_identical():
