@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cwm_bench.candidates.generate import ORIGINS
+from cwm_bench.rows.reader import NotADatasetError, layout_of, table_files
 from cwm_bench.rows.records import record_id
 from cwm_bench.rows.schema import STATUSES, TABLES
-from cwm_bench.rows.store import DatasetStore, sha256_of
+from cwm_bench.rows.store import sha256_of
 
 MAX_PROBLEMS = 50
 
@@ -45,12 +46,26 @@ def _check_schema(path: str, schema: pa.Schema, expected: pa.Schema) -> list[Pro
     return problems
 
 
-def _read_tables(root: str, problems: list[Problem]) -> dict[str, list[tuple[str, pa.Table]]]:
-    store = DatasetStore(root, readonly=True)
+def _expected_schemas(layout: str) -> dict[str, pa.Schema]:
+    if layout == "collection":
+        return TABLES
+    from cwm_bench.splits import SPLIT_COLUMNS  # a release's records carry one split column per scheme
+
+    records = TABLES["records"]
+    for column in SPLIT_COLUMNS.values():
+        records = records.append(pa.field(column, pa.string()))
+    return {**TABLES, "records": records}
+
+
+def _read_tables(root: str, layout: str, problems: list[Problem]) -> dict[str, list[tuple[str, pa.Table]]]:
     tables: dict[str, list[tuple[str, pa.Table]]] = {}
-    for name, expected in TABLES.items():
+    for name, expected in _expected_schemas(layout).items():
         tables[name] = []
-        for path in store.shards(name):
+        try:
+            paths = table_files(root, name)
+        except NotADatasetError:
+            paths = []
+        for path in paths:
             rel = os.path.relpath(path, root)
             try:
                 table = pq.read_table(path)
@@ -161,8 +176,17 @@ def _check_replay(tables, workload_mods: dict[str, str], replay_count: int, prob
 def validate_dataset(root: str, replay_count: int = 20) -> tuple[list[Problem], str]:
     """All problems found in the folder (empty list: valid) and a one-line summary."""
     problems: list[Problem] = []
-    _check_manifest(root, problems)
-    tables = _read_tables(root, problems)
+    try:
+        layout = layout_of(root)
+    except NotADatasetError:
+        layout = "collection"  # report what a collection folder lacks
+    if layout == "release":
+        from cwm_bench.release import verify_checksums
+
+        problems.extend(Problem("checksums.sha256", p) for p in verify_checksums(root))
+    else:
+        _check_manifest(root, problems)
+    tables = _read_tables(root, layout, problems)
     records, workload_mods = _check_records(tables, problems)
     replayed = _check_replay(tables, workload_mods, replay_count, problems) if replay_count else 0
     if len(problems) > MAX_PROBLEMS:

@@ -69,3 +69,17 @@ def test_trace_that_does_not_replay_is_named(copy):
     CliRunner().invoke(main, ["validate", str(copy), "--rebuild-manifest", "--replay", "0"])
     problems, _ = validate_dataset(str(copy), replay_count=1000)
     assert [str(p) for p in problems] and all("row 0: trace does not replay" in str(p) for p in problems)
+
+
+def test_a_release_validates_and_tampering_is_named(tmp_path, tiny_dataset):
+    from cwm_bench.release import build_release
+
+    release = tmp_path / "release"
+    build_release(tiny_dataset, str(release), "org/tiny")
+    problems, summary = validate_dataset(str(release), replay_count=5)
+    assert problems == [] and "12 records" in summary
+    shard = sorted((release / "data" / "records").glob("*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:-10])
+    result = CliRunner().invoke(main, ["validate", str(release)])
+    assert result.exit_code == 1
+    assert f"data/records/{shard.name}: sha256 does not match" in result.output
