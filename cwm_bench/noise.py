@@ -154,3 +154,25 @@ def write_noise_table(root: str, original: pa.Table, remeasured: pa.Table) -> st
     pq.write_table(noise_table(original, remeasured), path + ".partial", compression="zstd")
     os.replace(path + ".partial", path)
     return path
+
+
+def dataset_noise_ceiling(root: str, workload_ids=None) -> dict | None:
+    """`noise_ceiling` of a dataset folder's records against its own `noise` table (None without one),
+    optionally restricted to some tasks (e.g. the ones being evaluated)."""
+    import pyarrow.compute as pc
+
+    from cwm_bench.rows.reader import NotADatasetError, read_table
+
+    try:
+        noise = read_table(root, "noise")
+    except NotADatasetError:
+        return None
+    if "status" not in noise.column_names:  # `noise_table` keeps only programs ok in both runs
+        noise = noise.append_column("status", pa.array(["ok"] * noise.num_rows, pa.string()))
+    records = read_table(root, "records", columns=["record_id", "workload_id", "hw_id", "status", "latency_s",
+                                                   "latencies_s"])
+    if workload_ids is not None:
+        keep = pa.array(sorted(set(workload_ids)), pa.string())
+        records = records.filter(pc.is_in(records["workload_id"], value_set=keep))
+        noise = noise.filter(pc.is_in(noise["workload_id"], value_set=keep))
+    return noise_ceiling(records, noise)

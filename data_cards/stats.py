@@ -197,16 +197,9 @@ def _noise(root: str, configs: dict) -> dict | None:
     """Noise-ceiling figures when the release carries re-measurements; None without a noise table."""
     if "noise" not in configs:
         return None
-    try:
-        from cwm_bench.noise import noise_ceiling
-    except ImportError:
-        return {"rows": configs["noise"]["num_examples"], "ceiling": None}
-    heavy = {"features", "actions", "trace_json"}  # latencies only: keep the read small
-    columns = [c for c in configs["records"]["column_names"] if c not in heavy]
-    noise = read_table(root, "noise")
-    if "status" not in noise.column_names:  # `noise_table` keeps only programs ok in both runs
-        noise = noise.append_column("status", pa.array(["ok"] * noise.num_rows, pa.string()))
-    ceiling = noise_ceiling(read_table(root, "records", columns=columns), noise)
+    from cwm_bench.noise import dataset_noise_ceiling
+
+    ceiling = dataset_noise_ceiling(root)
     return {"rows": configs["noise"]["num_examples"], "ceiling": json.loads(json.dumps(ceiling, default=str))}
 
 

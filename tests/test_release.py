@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import types
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -145,27 +143,18 @@ def test_two_hardware_ids_are_refused(tmp_path, tiny_dataset):
     assert set(read_table(str(out), "records")["hw_id"].to_pylist()) == {other}
 
 
-def test_noise_table_is_carried_and_ceiling_guarded(tmp_path, tiny_dataset, monkeypatch):
+def test_noise_table_is_carried_into_the_release(tmp_path, tiny_dataset):
     shutil.copytree(tiny_dataset, tmp_path / "src")
-    records = read_table(tiny_dataset, "records", columns=["record_id", "hw_id"])
+    records = read_table(tiny_dataset, "records", columns=["record_id", "workload_id", "hw_id", "latency_s"])
     (tmp_path / "src" / "noise").mkdir()
-    noise = pa.table({"record_id": records["record_id"], "hw_id": records["hw_id"],
+    noise = pa.table({"record_id": records["record_id"], "workload_id": records["workload_id"],
+                      "hw_id": records["hw_id"], "latency_s": records["latency_s"],
                       "latencies_s": [[1e-5, 1.1e-5]] * records.num_rows})
     pq.write_table(noise, tmp_path / "src" / "noise" / "part-0.parquet")
-
-    monkeypatch.setitem(sys.modules, "cwm_bench.noise", None)  # module not written yet: import fails
     build_release(str(tmp_path / "src"), str(tmp_path / "out"), NAME)
     assert (tmp_path / "out" / "data/noise/train-00000-of-00001.parquet").exists()
     assert [c["config_name"] for c in _front_matter(tmp_path / "out")["configs"]] == ["records", "workloads", "noise"]
     assert "12 re-measurements" in (tmp_path / "out" / "README.md").read_text()
-    assert "noise ceiling is not measured yet" in (tmp_path / "out" / "README.md").read_text()
-
-    fake = types.ModuleType("cwm_bench.noise")
-    fake.noise_ceiling = lambda original, remeasured: {"pairwise_order_agreement": 0.9123, "pairs": len(remeasured)}
-    monkeypatch.setitem(sys.modules, "cwm_bench.noise", fake)
-    build_release(str(tmp_path / "src"), str(tmp_path / "out"), NAME)  # replaces the previous release
-    text = (tmp_path / "out" / "README.md").read_text()
-    assert "| `pairwise_order_agreement` | 0.9123 |" in text and "| `pairs` | 12 |" in text
 
 
 def test_noise_ceiling_from_the_noise_module(tmp_path, tiny_dataset):

@@ -73,3 +73,30 @@ def test_validate_result_names_missing_or_mistyped_fields():
         validate_result({**good, "num_tasks": "1"})
     with pytest.raises(ResultSchemaError, match=r"metrics\['opa'\] lacks 'weighted_mean'"):
         validate_result({**good, "metrics": {**good["metrics"], "opa": {"mean": 0.5}}})
+
+
+def test_evaluate_reports_opa_as_a_share_of_the_noise_ceiling(tiny_dataset, tmp_path):
+    import shutil
+
+    import pyarrow.compute as pc
+
+    from cwm_bench.noise import write_noise_table
+    from cwm_bench.rows.reader import read_table
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    records = read_table(str(data), "records")
+    # a re-measurement that reverses one task's order exactly: that task's agreement is 0, the other's 1
+    first_task = records["workload_id"][0].as_py()
+    flipped = pc.if_else(pc.equal(records["workload_id"], first_task), pc.divide(1.0, records["latency_s"]),
+                         records["latency_s"])
+    remeasured = records.set_column(records.schema.get_field_index("latency_s"), "latency_s", flipped)
+    write_noise_table(str(data), records, remeasured)
+    out = tmp_path / "random.json"
+    result = CliRunner().invoke(main, ["evaluate", "--model", "random", "--data", str(data), "--split", "all",
+                                       "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["notes"]["noise_ceiling_opa"] == pytest.approx(0.5)
+    assert saved["metrics"]["opa"]["fraction_of_ceiling"] == pytest.approx(saved["metrics"]["opa"]["mean"] / 0.5)
+    assert "of the noise ceiling" in result.output

@@ -129,6 +129,7 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
 
     from cwm_bench.metrics import TASK_METRICS, Evaluator
     from cwm_bench.model import load_checkpoint
+    from cwm_bench.noise import dataset_noise_ceiling
     from cwm_bench.results import EvaluationResult, dataset_digest, git_commit, package_versions, utc_now
 
     checkpoint = None
@@ -153,8 +154,12 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
     task_weight = {w: float(sum(u["weight"] for u in nets)) if nets else 1.0 for w, nets in
                    zip(*(records.workloads.column(c).to_pylist() for c in ("workload_id", "networks")), strict=True)}
     weights = [task_weight[w] for w in records.task_ids()]
-    metrics = Evaluator().eval({"task_id": records.task_ids(), "y_true_latency": records.latency(),
-                                "y_score": scores, "task_weight": weights})
+    # Where the dataset carries re-measurements, OPA is also given as a share of what two measurement
+    # runs of the same programs agree on (over the same tasks): the best any model can honestly do.
+    noise = dataset_noise_ceiling(data_dir, records.task_ids())
+    ceiling = {"opa": noise["agreement_task_mean"]} if noise and noise.get("agreement_task_mean") else None
+    metrics = Evaluator(ceiling=ceiling).eval({"task_id": records.task_ids(), "y_true_latency": records.latency(),
+                                               "y_score": scores, "task_weight": weights})
     digest, files = dataset_digest(data_dir)
     result = EvaluationResult(
         model=model.name, model_config=model.config, checkpoint=checkpoint,
@@ -162,12 +167,13 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
         dataset_files=files, split=split, split_side=side, num_tasks=metrics["num_tasks"],
         num_programs=metrics["num_programs"], metrics={m: metrics[m] for m in TASK_METRICS},
         per_task=metrics["per_task"], versions=package_versions(), git_commit=git_commit(), created_at=utc_now(),
-        notes={"score_seconds": round(score_s, 3)})
+        notes={"score_seconds": round(score_s, 3), "noise_ceiling_opa": ceiling["opa"] if ceiling else None})
     result.write(json_out)
     click.echo(f"{model.name} on {result.dataset_id} ({split}, {side}): {result.num_programs:,} programs, "
                f"{result.num_tasks} tasks")
     for m in TASK_METRICS:
         e = metrics[m]
+        share = f"  ({e['fraction_of_ceiling']:.1%} of the noise ceiling)" if "fraction_of_ceiling" in e else ""
         click.echo(f"  {m:<13} {e['mean']:.4f}  [{e['ci_low']:.4f}, {e['ci_high']:.4f}]  "
-                   f"weighted {e['weighted_mean']:.4f}")
+                   f"weighted {e['weighted_mean']:.4f}{share}")
     click.echo(f"wrote {json_out}")
