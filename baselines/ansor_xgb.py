@@ -93,12 +93,11 @@ class _XGBBase(CostModel):
 
     trainable: ClassVar[bool] = True
 
+    defaults = DEFAULTS
+
     def __init__(self, **config: Any):
-        unknown = sorted(set(config) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown config key(s) {unknown} for {type(self).__name__}; valid: {sorted(DEFAULTS)}")
         super().__init__(**config)
-        self.params = {**DEFAULTS, **config}
+        self.params = dict(self.config)
         self.booster: xgb.Booster | None = None
 
     @property

@@ -82,11 +82,10 @@ class _Stores:
 class TenSetMLPModel(CostModel):
     """`create_model("tenset-mlp", hidden=256, layers=2, epochs=50, lr=7e-4, tasks_per_batch=4, seed=0)`."""
 
+    defaults = DEFAULTS
+
     def __init__(self, **config: Any):
-        unknown = sorted(set(config) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown tenset-mlp option(s) {unknown}; valid: {sorted(DEFAULTS)}")
-        super().__init__(**{**DEFAULTS, **config})
+        super().__init__(**config)
         self.net: SegmentSumMLP | None = None
         self.scale: torch.Tensor | None = None
 

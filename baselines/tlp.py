@@ -155,11 +155,10 @@ class TLPNet(torch.nn.Module):
 class TLPModel(CostModel):
     """`create_model("tlp", d_model=64, layers=2, heads=4, max_len=256, epochs=30, lr=1e-3, seed=0)`."""
 
+    defaults = DEFAULTS
+
     def __init__(self, **config: Any):
-        unknown = sorted(set(config) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown tlp option(s) {unknown}; valid: {sorted(DEFAULTS)}")
-        super().__init__(**{**DEFAULTS, **config})
+        super().__init__(**config)
         self.kinds: dict[str, int] = {}
         self.net: TLPNet | None = None
 

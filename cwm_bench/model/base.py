@@ -20,8 +20,15 @@ class CostModel(abc.ABC):
     `load_weights`. Constructor keyword arguments are the model's config (JSON-serializable)."""
 
     name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any] | None] = None  # when set: options are checked and defaults filled in
 
     def __init__(self, **config: Any):
+        if self.defaults is not None:
+            unknown = sorted(set(config) - set(self.defaults))
+            if unknown:
+                raise ValueError(f"unknown {self.name or type(self).__name__} option(s) {unknown}; "
+                                 f"valid: {sorted(self.defaults)}")
+            config = {**self.defaults, **config}
         self.config: dict[str, Any] = config
 
     @abc.abstractmethod

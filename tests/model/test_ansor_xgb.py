@@ -40,7 +40,7 @@ def test_learns_an_ordering_a_feature_gives(name):
 
 
 def test_unknown_config_and_unfitted_use_fail_clearly():
-    with pytest.raises(ValueError, match="unknown config key"):
+    with pytest.raises(ValueError, match="unknown ansor-xgb option"):
         create_model("ansor-xgb", max_dept=3)
     with pytest.raises(RuntimeError, match="not fitted"):
         create_model("ansor-xgb").score(_one_informative_column())

@@ -39,3 +39,13 @@ def test_fit_score_save_load(name, tiny_dataset, tmp_path):
     loaded = load_checkpoint(str(tmp_path / "ckpt"))
     assert type(loaded) is type(model) and loaded.config == model.config
     np.testing.assert_array_equal(loaded.score(records), score)
+
+
+@pytest.mark.parametrize("name", ["tenset-mlp", "tlp"])
+def test_seeded_fits_are_identical(name, tiny_dataset):
+    records = load_records(tiny_dataset)
+    first, second, other = (create_model(name, seed=s, **FAST[name]) for s in (1, 1, 2))
+    for model in (first, second, other):
+        model.fit(records, progress=False)
+    np.testing.assert_array_equal(first.score(records), second.score(records))
+    assert not np.array_equal(first.score(records), other.score(records))

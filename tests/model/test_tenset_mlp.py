@@ -40,15 +40,6 @@ def opa(records: Records, score: np.ndarray) -> float:
                                                     "y_score": score})["opa"]["mean"]
 
 
-def test_seeded_fits_are_identical():
-    records = synthetic(2, 16)
-    first, second, other = (create_model("tenset-mlp", seed=s, **FAST) for s in (1, 1, 2))
-    for m in (first, second, other):
-        m.fit(records, progress=False)
-    np.testing.assert_array_equal(first.score(records), second.score(records))
-    assert not np.array_equal(first.score(records), other.score(records))
-
-
 def test_learns_a_planted_signal():
     records = synthetic()
     model = create_model("tenset-mlp", hidden=64, epochs=20, lr=3e-3, group_size=16, tasks_per_batch=2)

@@ -49,15 +49,6 @@ def synthetic(n_tasks: int = 3, per_task: int = 32, seed: int = 0) -> Records:
     return Records(table, pa.table({"workload_id": sorted(set(tasks)), "flops": [1.0] * n_tasks}))
 
 
-def test_seeded_fits_are_identical():
-    records = synthetic(2, 12)
-    first, second, other = (create_model("tlp", seed=s, **FAST) for s in (1, 1, 2))
-    for m in (first, second, other):
-        m.fit(records, progress=False)
-    np.testing.assert_array_equal(first.score(records), second.score(records))
-    assert not np.array_equal(first.score(records), other.score(records))
-
-
 def test_tokens_truncate_pad_and_map_unknown_kinds():
     config = {**create_model("tlp").config, "max_len": 4}
     long, short = program(8, 32, 5), [action("NeverSeen", decision=[-1, 0, 1, 1000])]
