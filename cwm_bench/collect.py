@@ -21,7 +21,7 @@ from cwm_bench.build.builder import ParallelBuilder
 from cwm_bench.candidates.actions import replay_trace
 from cwm_bench.candidates.generate import Candidate, CandidateGenerator, SearchConfig
 from cwm_bench.hardware import HardwareDescriptor, target_for
-from cwm_bench.measure.protocol import MeasureProtocol, summarize
+from cwm_bench.measure.protocol import MeasureProtocol
 from cwm_bench.measure.runner import MeasureItem, MeasureResult, Runner
 from cwm_bench.rows.records import provenance, record_row, workload_row
 from cwm_bench.rows.store import DatasetStore
@@ -222,4 +222,4 @@ class Collector:
         return self._runner
 
 
-__all__ = ["CollectConfig", "Collector", "TaskSummary", "summarize"]
+__all__ = ["CollectConfig", "Collector", "TaskSummary"]
