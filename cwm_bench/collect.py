@@ -22,6 +22,8 @@ from cwm_bench.candidates.actions import replay_trace
 from cwm_bench.candidates.generate import Candidate, CandidateGenerator, SearchConfig
 from cwm_bench.hardware import HardwareDescriptor, target_for
 from cwm_bench.measure.protocol import MeasureProtocol
+from cwm_bench.measure.rpc import RpcConfig
+from cwm_bench.measure.rpc_runner import RpcRunner
 from cwm_bench.measure.runner import MeasureItem, MeasureResult, Runner
 from cwm_bench.rows.records import provenance, record_row, workload_row
 from cwm_bench.rows.store import DatasetStore
@@ -38,6 +40,7 @@ class CollectConfig:
     build_timeout_s: float = 120.0
     protocol: MeasureProtocol = field(default_factory=MeasureProtocol)
     search: SearchConfig = field(default_factory=SearchConfig)
+    rpc: RpcConfig | None = None  # measure on the RPC servers of a tracker instead of this machine
 
 
 @dataclass
@@ -72,7 +75,7 @@ class Collector:
         self.on_records = on_records or (lambda n, task: None)
         self.log = log
         self._builder: ParallelBuilder | None = None
-        self._runner: Runner | None = None
+        self._runner: Runner | RpcRunner | None = None
         self.stage_seconds: Counter = Counter()  # wall time per pipeline stage, for benchmarks
 
     @contextmanager
@@ -204,7 +207,8 @@ class Collector:
                 workload_id=w.workload_id, program_hash=c.program_hash, trace_json=c.trace_json,
                 features=c.features, target_json=self.target_json, hardware=self.hardware, status=m.status,
                 latencies_s=m.latencies_s, error=m.error, checked=m.checked, origin=c.origin,
-                design_space=c.design_space, seed=c.seed, protocol_json=self.protocol_json))
+                design_space=c.design_space, seed=c.seed, protocol_json=self.protocol_json,
+                measured_by=m.measured_by))
         return rows
 
     @property
@@ -215,10 +219,15 @@ class Collector:
         return self._builder
 
     @property
-    def runner(self) -> Runner:
+    def runner(self) -> Runner | RpcRunner:
         if self._runner is None:
-            self._runner = Runner(self.config.protocol, device="cuda" if self.hardware.kind == "gpu" else "cpu",
-                                  num_threads=self.hardware.num_cores, seed=self.config.seed)
+            device = "cuda" if self.hardware.kind == "gpu" else "cpu"
+            if self.config.rpc is not None:
+                self._runner = RpcRunner(self.config.protocol, self.config.rpc, device, seed=self.config.seed,
+                                         expected_cpu=self.hardware.arch if device == "cpu" else None, log=self.log)
+            else:
+                self._runner = Runner(self.config.protocol, device=device, num_threads=self.hardware.num_cores,
+                                      seed=self.config.seed)
         return self._runner
 
 

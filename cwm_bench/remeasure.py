@@ -213,7 +213,8 @@ class _Session:
                 workload_id=r["workload_id"], program_hash=r["program_hash"], trace_json=r["trace_json"],
                 features=feats, target_json=self.target_json, hardware=self.hardware, status=m.status,
                 latencies_s=m.latencies_s, error=m.error, checked=m.checked, origin=r["origin"],
-                design_space=r["design_space"], seed=r["seed"], protocol_json=self.protocol_json))
+                design_space=r["design_space"], seed=r["seed"], protocol_json=self.protocol_json,
+                measured_by=m.measured_by))
         return rows
 
     def _replay(self, r: dict):

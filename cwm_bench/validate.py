@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from cwm_bench.candidates.generate import ORIGINS
 from cwm_bench.rows.reader import NotADatasetError, layout_of, table_files
 from cwm_bench.rows.records import record_id
-from cwm_bench.rows.schema import STATUSES, TABLES
+from cwm_bench.rows.schema import ADDED_COLUMNS, STATUSES, TABLES, upgrade
 from cwm_bench.rows.store import sha256_of
 
 MAX_PROBLEMS = 50
@@ -31,10 +31,10 @@ class Problem:
         return f"{self.where}: {self.message}"
 
 
-def _check_schema(path: str, schema: pa.Schema, expected: pa.Schema) -> list[Problem]:
+def _check_schema(path: str, schema: pa.Schema, expected: pa.Schema, optional: tuple[str, ...] = ()) -> list[Problem]:
     problems = []
     unknown = [n for n in schema.names if n not in expected.names]
-    missing = [n for n in expected.names if n not in schema.names]
+    missing = [n for n in expected.names if n not in schema.names and n not in optional]
     if unknown:
         problems.append(Problem(path, f"unknown column(s) {unknown}"))
     if missing:
@@ -72,10 +72,11 @@ def _read_tables(root: str, layout: str, problems: list[Problem]) -> dict[str, l
             except Exception as exc:  # noqa: BLE001  (any unreadable file is reported, not raised)
                 problems.append(Problem(rel, f"not a readable Parquet file ({type(exc).__name__}: {exc})"))
                 continue
-            schema_problems = _check_schema(rel, table.schema, expected)
+            # Shards of an older schema lack only the columns added since: they read as nulls.
+            schema_problems = _check_schema(rel, table.schema, expected, ADDED_COLUMNS.get(name, ()))
             problems.extend(schema_problems)
             if not schema_problems:
-                tables[name].append((rel, table))
+                tables[name].append((rel, upgrade(name, table) if name in ADDED_COLUMNS else table))
     return tables
 
 

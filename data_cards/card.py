@@ -43,6 +43,7 @@ _MEANINGS = {
     "checked": "outputs compared with the unscheduled program", "origin": "random, evolutionary or imported",
     "design_space": "design-space index of random candidates, -1 otherwise", "seed": "sampling seed",
     "protocol": "measurement protocol JSON", "measured_at": "UTC time of measurement",
+    "measured_by": "local, or rpc:KEY@HOST:PORT of the RPC server that timed it",
     "collector_version": "cwm-bench version", "tvm_version": "TVM version",
     "task_name": "MetaSchedule task or operator name", "family": "operator family",
     "source": "operator, network or imported", "flops": "TIR FLOP estimate",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -60,27 +61,48 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
 @click.option("--timeout", "timeout_s", default=30.0, show_default=True,
               help="Seconds a kernel may take per load or per round before it is recorded as `timeout`.")
 @click.option("--build-workers", default=None, type=int, help="Parallel compiles (default: one per core).")
+@click.option("--rpc-tracker", default=None, metavar="HOST:PORT",
+              help="Measure on the servers of this TVM RPC tracker instead of this machine (builds stay here).")
+@click.option("--device-key", default=None, help="With --rpc-tracker: the key the device servers registered under.")
+@click.option("--parallel", default=None, type=int,
+              help="With --rpc-tracker: sessions measuring at once (default: the servers registered at start).")
+@click.option("--device-hardware", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="With --rpc-tracker: the devices' descriptor, from `cwm-bench hardware --json` run on one of "
+                   "them (default: this machine's CPU; servers reporting another LLVM CPU are refused).")
+@click.option("--max-attempts", default=2, show_default=True,
+              help="With --rpc-tracker: servers a candidate may lose (death, hang) before it is an error row.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
 def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_size: int,
             evolutionary_fraction: float, seed: int, rounds: int, repeats: int, min_repeat_ms: int,
             cache_flush: bool, check_fraction: float, timeout_s: float, build_workers: int | None,
-            no_progress: bool) -> None:
+            rpc_tracker: str | None, device_key: str | None, parallel: int | None, device_hardware: str | None,
+            max_attempts: int, no_progress: bool) -> None:
     """Generate schedules, build and measure them, and append the records to a Parquet dataset.
 
     Resumable: run the same command again (after a crash, kill -9 or Ctrl-C) and it continues
     where it stopped; at most the batch in flight is lost. Kernels that crash or hang become
     error rows (`run_error`, `timeout`), never a dead collector.
+
+    \b
+    Many measuring machines (TVM's RPC tracker; see the README):
+      python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190          # one host
+      python -m tvm.exec.rpc_server --tracker HOST:9190 --key xeon-8480   # each device
+      cwm-bench collect --workloads cpu-v0 --out DIR --rpc-tracker HOST:9190 --device-key xeon-8480
+    Rows name the server that timed them (`measured_by`); several collectors' folders
+    become one with `cwm-bench merge`.
     """
     from tqdm import tqdm
 
     from cwm_bench.collect import CollectConfig, Collector
-    from cwm_bench.hardware import detect_cpu
+    from cwm_bench.hardware import HardwareDescriptor, detect_cpu
     from cwm_bench.measure.protocol import MeasureProtocol
+    from cwm_bench.measure.rpc import TrackerError
     from cwm_bench.report import summary_table
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
     if target_kind == "cuda":
         raise click.UsageError(CUDA_FLOW)
+    rpc = _rpc_config(rpc_tracker, device_key, parallel, max_attempts, timeout_s)
     try:
         chosen = select_workloads(suite, target_kind)
     except UnknownSuiteError as exc:
@@ -89,9 +111,11 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
                                cache_flush=cache_flush, check_fraction=check_fraction, timeout_s=timeout_s)
     config = CollectConfig(per_task=per_task, batch_size=batch_size, seed=seed,
                            evolutionary_fraction=evolutionary_fraction, build_workers=build_workers,
-                           protocol=protocol)
-    hardware = detect_cpu()
-    click.echo(f"hardware: {hardware.name} ({hardware.arch}, {hardware.num_cores} cores), hw_id {hardware.hw_id}")
+                           protocol=protocol, rpc=rpc)
+    hardware = HardwareDescriptor.from_json(Path(device_hardware).read_text()) if device_hardware else detect_cpu()
+    where = f"RPC servers under key {rpc.key!r} at {rpc.tracker}" if rpc else "this machine"
+    click.echo(f"hardware: {hardware.name} ({hardware.arch}, {hardware.num_cores} cores), hw_id {hardware.hw_id}; "
+               f"measuring on {where}")
     bar = tqdm(total=0, unit="rec", disable=no_progress, dynamic_ncols=True)
     collector = Collector(hardware, out_dir, config,
                           on_records=lambda n, task: (bar.set_postfix_str(task[:30]), bar.update(n)),
@@ -105,8 +129,50 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
         bar.close()
         click.echo("interrupted: completed batches are saved; run the same command to resume", err=True)
         sys.exit(130)
+    except TrackerError as exc:
+        bar.close()
+        raise click.ClickException(str(exc)) from exc
     bar.close()
     click.echo(summary_table(summaries))
+
+
+def _rpc_config(tracker: str | None, key: str | None, parallel: int | None, max_attempts: int, timeout_s: float):
+    """The RpcConfig of the --rpc-* options (None without a tracker); the tracker is asked right away."""
+    from cwm_bench.measure.rpc import RpcConfig, TrackerError, check_tracker, parse_tracker
+
+    if tracker is None:
+        if key or parallel:
+            raise click.UsageError("--device-key and --parallel need --rpc-tracker HOST:PORT")
+        return None
+    if not key:
+        raise click.UsageError("--rpc-tracker needs --device-key KEY (the key the servers registered under)")
+    try:
+        parse_tracker(tracker)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rpc-tracker") from exc
+    if parallel is not None and parallel < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--parallel")
+    config = RpcConfig(tracker, key, parallel, max_attempts=max(1, max_attempts),
+                       connect_timeout_s=max(60.0, 2 * timeout_s))
+    try:
+        servers = check_tracker(config)
+    except TrackerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"rpc: {len(servers)} server(s) under key {key!r}: {', '.join(servers)}", err=True)
+    return config
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The full descriptor as JSON (for --device-hardware).")
+def hardware(as_json: bool) -> None:
+    """Describe this machine's CPU as cwm-bench records it (hw_id, LLVM cpu, cores, ISA flags)."""
+    from cwm_bench.hardware import detect_cpu
+
+    h = detect_cpu()
+    if as_json:
+        click.echo(h.to_json())
+        return
+    click.echo(f"{h.name}\nllvm cpu {h.arch}, {h.num_cores} cores, hw_id {h.hw_id}\nisa {' '.join(h.isa)}")
 
 
 @main.command()
@@ -156,6 +222,36 @@ def compact(data_dir: str) -> None:
             click.echo(f"{table}: {before} shard(s) -> 1, {rows} rows")
     finally:
         store.close()
+
+
+@main.command()
+@click.argument("data_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="The merged dataset: a new (or empty) folder.")
+@click.option("--conflicts", "conflicts_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write every conflicting duplicate to this file (JSON lines).")
+def merge(data_dirs: tuple[str, ...], out_dir: str, conflicts_path: str | None) -> None:
+    """Merge collection folders of several collectors (different machines, one target kind) into one.
+
+    Records are keyed by (record_id, hw_id): identical duplicates are dropped; duplicates that disagree
+    (two collectors measured the same program: give each collector its own --seed) are reported and the
+    earlier measurement kept. The sources are only read.
+    """
+    import dataclasses
+    import json
+
+    from cwm_bench.merge import MergeError, merge_datasets
+
+    try:
+        report = merge_datasets(list(data_dirs), out_dir)
+    except MergeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(report)
+    if conflicts_path:
+        with open(conflicts_path, "w") as handle:
+            for conflict in report.conflicts:
+                handle.write(json.dumps(dataclasses.asdict(conflict)) + "\n")
+        click.echo(f"{len(report.conflicts)} conflict(s) written to {conflicts_path}")
 
 
 @main.command("import-metaschedule")

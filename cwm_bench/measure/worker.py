@@ -1,8 +1,13 @@
 """Measurement worker: loads built kernels, times them, checks their outputs. Runs inside an
-IsolatedWorker, so a kernel that segfaults or never returns takes only this process down."""
+IsolatedWorker, so a kernel that segfaults or never returns takes only this process down.
+
+After a `connect` request the same worker drives a TVM RPC session instead: kernels are uploaded
+to the server, and tensors, timings and checks live on its device.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -12,12 +17,38 @@ _inputs: dict[str, list[np.ndarray]] = {}  # workload id -> host arrays (same da
 _tensors: dict[str, list[object]] = {}  # workload id -> device tensors used for timing
 _reference: dict[str, list[np.ndarray]] = {}  # workload id -> outputs of the unscheduled program
 _numbers: dict[str, int] = {}  # key -> calibrated calls per timing
+_uploaded: dict[str, str] = {}  # key -> file name in the RPC server's work folder
+_session = None  # a tvm.rpc.RPCSession once connected; None: this process's own device
 
 
 def _device(kind: str):
     import tvm
 
+    if _session is not None:
+        return _session.cuda(0) if kind == "cuda" else _session.cpu(0)
     return tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
+
+
+def _load(path: str):
+    import tvm
+
+    if _session is None:
+        return tvm.runtime.load_module(path)
+    _session.upload(path)
+    return _session.load_module(os.path.basename(path))
+
+
+def _connect(request: dict) -> dict:
+    global _session
+    from cwm_bench.measure.rpc import request_session
+
+    started = time.perf_counter()
+    _session, server = request_session(tuple(request["tracker"]), request["key"], request["session_timeout_s"])
+    try:  # servers with TVM's compiler report their LLVM CPU name; runtime-only ones do not
+        cpu = str(_session.get_function("target.llvm_get_system_cpu")())
+    except Exception:  # noqa: BLE001
+        cpu = None
+    return {"server": server, "cpu": cpu, "connect_s": time.perf_counter() - started}
 
 
 def _random_args(arg_specs, seed: int) -> list[np.ndarray]:
@@ -47,13 +78,19 @@ def _run_once(module, arrays, dev) -> list[np.ndarray]:
 
 
 def handle(request: dict) -> dict:
-    import tvm
-
     op = request["op"]
+    if op == "connect":
+        return _connect(request)
+    if request.get("rpc") and _session is None:
+        raise ConnectionError("this measurement worker holds no RPC session")
     dev = _device(request.get("device", "cpu"))
+    if op == "ping":  # is the session (or the device) still there? a round trip tells
+        probe = np.arange(4, dtype="float32")
+        return {"exist": bool((_fresh_tensors([probe], dev)[0].numpy() == probe).all())}
     if op == "load":
         started = time.perf_counter()
-        module = tvm.runtime.load_module(request["lib_path"])
+        module = _load(request["lib_path"])
+        _uploaded[request["key"]] = os.path.basename(request["lib_path"])
         wid = request["workload_id"]
         if wid not in _inputs:
             _inputs[wid] = _random_args([(tuple(s), d) for s, d in request["arg_specs"]], request["seed"])
@@ -81,7 +118,7 @@ def handle(request: dict) -> dict:
     if op == "reference":
         wid = request["workload_id"]
         if wid not in _reference:
-            _reference[wid] = _run_once(tvm.runtime.load_module(request["reference_path"]), _inputs[wid], dev)
+            _reference[wid] = _run_once(_load(request["reference_path"]), _inputs[wid], dev)
         return {}
     if op == "check":
         wid = request["workload_id"]
@@ -94,7 +131,11 @@ def handle(request: dict) -> dict:
         return {"match": worst == 0.0, "max_abs_error": worst}
     if op == "unload":
         for key in request["keys"]:
-            _modules.pop(key, None)
+            if _modules.pop(key, None) is not None and _session is not None:
+                try:  # the server's work folder must not fill up over a long collection
+                    _session.remove(_uploaded.pop(key))
+                except Exception:  # noqa: BLE001
+                    pass
             _numbers.pop(key, None)
         if request.get("forget_workloads"):  # all but `keep`: the next batch is usually the same task
             keep = set(request.get("keep", ()))

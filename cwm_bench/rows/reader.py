@@ -12,6 +12,8 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cwm_bench.rows.schema import ADDED_COLUMNS, TABLES, upgrade
+
 
 class NotADatasetError(ValueError):
     pass
@@ -37,4 +39,20 @@ def read_table(root: str, table: str, columns: list[str] | None = None) -> pa.Ta
     files = table_files(root, table)
     if not files:
         raise NotADatasetError(f"{root}: no {table!r} table")
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files], promote_options="default")
+    return pa.concat_tables([read_shard(table, f, columns) for f in files], promote_options="default")
+
+
+def read_shard(table: str, path: str, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file; a shard of an older schema gets the columns added since, as nulls."""
+    added_since = ADDED_COLUMNS.get(table, ())
+    if not added_since:
+        return pq.read_table(path, columns=columns)
+    if columns is None:
+        return upgrade(table, pq.read_table(path))
+    present = set(pq.ParquetFile(path).schema_arrow.names)
+    added = [c for c in columns if c in added_since and c not in present]
+    data = pq.read_table(path, columns=[c for c in columns if c not in added])
+    for name in added:
+        field = TABLES[table].field(name)
+        data = data.append_column(field, pa.nulls(data.num_rows, field.type))
+    return data.select(columns)

@@ -47,7 +47,8 @@ def workload_row(w: Workload) -> dict:
 def record_row(*, workload_id: str, program_hash: str, trace_json: str, features: np.ndarray | None,
                target_json: str, hardware: HardwareDescriptor, status: str, latencies_s: list[float],
                error: str | None, checked: bool, origin: str, design_space: int, seed: int,
-               protocol_json: str, measured_at: dt.datetime | None = None) -> dict:
+               protocol_json: str, measured_at: dt.datetime | None = None,
+               measured_by: str | None = None) -> dict:
     ok = status == "ok"
     return {
         "record_id": record_id(workload_id, program_hash),
@@ -74,6 +75,7 @@ def record_row(*, workload_id: str, program_hash: str, trace_json: str, features
         "seed": seed,
         "protocol": protocol_json,
         "measured_at": measured_at or dt.datetime.now(dt.UTC),
+        "measured_by": measured_by,
         "collector_version": __version__,
         "tvm_version": tvm_version(),
     }

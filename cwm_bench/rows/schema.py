@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: records.measured_by
 FEATURE_DIM = 164  # MetaSchedule/Ansor per-store features
 STATUSES = ("ok", "build_error", "run_error", "timeout", "wrong_result")
 
@@ -55,9 +55,24 @@ RECORDS = pa.schema([
     ("seed", pa.int64()),
     ("protocol", pa.string()),
     ("measured_at", pa.timestamp("us", tz="UTC")),
+    ("measured_by", pa.string()),  # "local", or "rpc:KEY@HOST:PORT" of the server that timed it
     ("collector_version", pa.string()),
     ("tvm_version", pa.string()),
 ])
 
 TABLES = {"workloads": WORKLOADS, "records": RECORDS}
 KEYS = {"workloads": "workload_id", "records": "record_id"}
+# Columns added after schema 1; shards written before them read as nulls there.
+ADDED_COLUMNS = {"workloads": (), "records": ("measured_by",)}
+
+
+def upgrade(table_name: str, table: pa.Table) -> pa.Table:
+    """Give a shard of an older schema the columns added since (as nulls), in schema order."""
+    missing = [c for c in ADDED_COLUMNS[table_name] if c not in table.column_names]
+    if not missing:
+        return table
+    schema = TABLES[table_name]
+    for name in missing:
+        table = table.append_column(schema.field(name), pa.nulls(table.num_rows, schema.field(name).type))
+    order = [n for n in schema.names if n in table.column_names]
+    return table.select(order + [n for n in table.column_names if n not in order])

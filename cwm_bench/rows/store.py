@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cwm_bench.rows.reader import read_shard
 from cwm_bench.rows.schema import KEYS, SCHEMA_VERSION, TABLES
 
 PARTIAL_SUFFIX = ".partial"
@@ -64,16 +65,22 @@ class DatasetStore:
     # -- writing -------------------------------------------------------------------------------
     def write(self, table: str, rows: list[dict]) -> str | None:
         """Append rows as one new shard (atomically); returns its path."""
+        if not rows:
+            return None
+        return self.write_arrow(table, pa.Table.from_pylist(rows, schema=TABLES[table]))
+
+    def write_arrow(self, table: str, data: pa.Table) -> str | None:
+        """Append an Arrow table (columns of the table's schema) as one new shard, atomically."""
         if self.readonly:
             raise PermissionError(f"{self.root}: opened read-only")
-        if not rows:
+        if data.num_rows == 0:
             return None
         schema = TABLES[table].with_metadata({
             "cwm_bench.schema_version": SCHEMA_VERSION,
             "cwm_bench.table": table,
             "cwm_bench.provenance": json.dumps(self.provenance, sort_keys=True),
         })
-        arrow = pa.Table.from_pylist(rows, schema=schema)
+        arrow = data.select(schema.names).cast(schema)
         self._sequence += 1
         name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._sequence:04d}.parquet"
         final = os.path.join(self.root, table, name)
@@ -120,7 +127,7 @@ class DatasetStore:
             if key not in seen:
                 seen.add(key)
                 keep.append(i)
-        self.write(table, merged.take(keep).to_pylist())
+        self.write_arrow(table, merged.take(keep))
         for path in old:
             os.remove(path)
             self._entries.pop(path, None)
@@ -140,7 +147,7 @@ class DatasetStore:
         paths = self.shards(table)
         if not paths:
             return TABLES[table].empty_table().select(columns) if columns else TABLES[table].empty_table()
-        return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths])
+        return pa.concat_tables([read_shard(table, p, columns) for p in paths])
 
     def known_keys(self, table: str) -> set[str]:
         key = KEYS[table]
