@@ -172,7 +172,8 @@ def _counts_section(s: dict) -> list[str]:
         lines += _table(["network", "tasks"], [[k, n] for k, n in s["tasks_per_network"].items()]) + [""]
     if opt:
         lines.append(f"- ok records per task: min {opt['min']}, median {_num(opt['median'])}, max {opt['max']} "
-                     f"({opt['tasks_without_ok']} tasks without an ok record)")
+                     f"({opt['tasks_without_ok']} tasks without an ok record; {opt['tasks_with_200_ok']} tasks with at "
+                     f"least 200)")
     if lat:
         lines.append(f"- ok latency: {_seconds(lat['min'])} to {_seconds(lat['max'])} "
                      f"(median {_seconds(lat['median'])})")

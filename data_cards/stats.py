@@ -154,7 +154,8 @@ def _ok_per_task(workloads: pa.Table, ok: pa.Table) -> dict:
         per_task[wid] += 1
     counts = sorted(per_task.values())
     return {"min": counts[0], "median": statistics.median(counts), "max": counts[-1],
-            "tasks_without_ok": sum(c == 0 for c in counts)} if counts else {}
+            "tasks_without_ok": sum(c == 0 for c in counts),
+            "tasks_with_200_ok": sum(c >= 200 for c in counts)} if counts else {}
 
 
 def _spread(values: list[float]) -> dict:

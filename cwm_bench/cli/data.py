@@ -160,6 +160,11 @@ def release(source_dir: str, out_dir: str, name: str, hw_id: str | None, seed: i
     hardware = ", ".join(f"{h['name']} ({h['hw_id']})" for h in stats["hardware"])
     click.echo(f"{out_dir}: {stats['records']:,} records ({stats['ok_records']:,} ok) of {stats['tasks']} tasks "
                f"on {hardware}")
+    per_task, sources = stats["ok_per_task"], ", ".join(f"{n} {k}" for k, n in stats["tasks_by_source"].items())
+    if per_task:
+        click.echo(f"  ok records per task: min {per_task['min']}, median {per_task['median']:g}, max "
+                   f"{per_task['max']}; {per_task['tasks_with_200_ok']} tasks with >= 200; tasks by source: {sources}")
+    click.echo("  by origin: " + ", ".join(f"{k} {n:,}" for k, n in stats["by_origin"].items()))
     for scheme, sides in stats["splits"].items():
         click.echo(f"  split {scheme:<12} train {sides['train']['records']:>8,}  test {sides['test']['records']:>8,}")
     click.echo(f"total size {size(stats['folder_bytes'])} (data files {size(stats['total_data_bytes'])})")
