@@ -3,7 +3,8 @@
 A record is a program of a workload on a hardware: (record_id, hw_id). The same key in two folders
 is a duplicate: dropped when both rows say the same thing, a *conflict* when they disagree (status
 or timings: two collectors with the same seed measured the same program). Conflicts keep the
-earlier measurement and are reported, never silently resolved.
+earlier measurement and are reported, never silently resolved. Only `workloads` and `records` are
+merged: a `noise` table belongs to one folder's measurements (measure noise on the merged folder).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import shutil
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from cwm_bench.rows.store import DatasetStore
 
@@ -79,9 +79,9 @@ def merge_datasets(sources: list[str], out_dir: str) -> MergeReport:
         raise MergeError(f"different target kinds cannot share a dataset: {kinds}")
 
     report = MergeReport(list(sources))
-    workloads, records, seen_workloads = [], [], {}
+    workloads, records, tables, seen_workloads = [], [], [], {}
     seen: dict[tuple[str, str], tuple[str, dict]] = {}
-    for src, store in zip(sources, stores, strict=True):
+    for store in stores:
         w = store.read("workloads")
         keep = []
         for i, (wid, mod_json) in enumerate(zip(w.column("workload_id").to_pylist(),
@@ -94,24 +94,29 @@ def merge_datasets(sources: list[str], out_dir: str) -> MergeReport:
             keep.append(i)
         workloads.append(w.take(pa.array(keep, pa.int64())))
 
-        r = store.read("records")
-        # Earliest measurement first, so that of two conflicting rows the earlier one is kept.
-        r = r.take(pc.sort_indices(r, [("measured_at", "ascending")]))
-        summary = r.select(["record_id", "hw_id", "status", "latency_s", "latencies_s"]).to_pylist()
-        keep = []
-        for i, row in enumerate(summary):
-            key = (row["record_id"], row["hw_id"])
-            if key not in seen:
-                seen[key] = (src, row)
-                keep.append(i)
-                continue
-            first_src, first = seen[key]
-            if (first["status"], first["latencies_s"]) == (row["status"], row["latencies_s"]):
-                report.duplicates += 1
-            else:
-                report.conflicts.append(Conflict(key[0], key[1], _describe(first_src, first), _describe(src, row)))
-        records.append(r.take(pa.array(keep, pa.int64())))
-        report.per_source[src] = len(keep)
+        tables.append(store.read("records"))
+
+    # Earliest measurement first across all folders (folder order breaks ties), so that of two
+    # conflicting rows the earlier one is kept wherever it came from.
+    summaries = [t.select(["record_id", "hw_id", "status", "latency_s", "latencies_s", "measured_at"]).to_pylist()
+                 for t in tables]
+    order = sorted((row["measured_at"], s, i) for s, rows in enumerate(summaries) for i, row in enumerate(rows))
+    kept: list[list[int]] = [[] for _ in sources]
+    for _, s, i in order:
+        row = summaries[s][i]
+        key = (row["record_id"], row["hw_id"])
+        if key not in seen:
+            seen[key] = (sources[s], row)
+            kept[s].append(i)
+            continue
+        first_src, first = seen[key]
+        if (first["status"], first["latencies_s"]) == (row["status"], row["latencies_s"]):
+            report.duplicates += 1
+        else:
+            report.conflicts.append(Conflict(key[0], key[1], _describe(first_src, first), _describe(sources[s], row)))
+    for src, table, rows in zip(sources, tables, kept, strict=True):
+        records.append(table.take(pa.array(sorted(rows), pa.int64())))
+        report.per_source[src] = len(rows)
 
     provenance = dict(stores[0].provenance)
     provenance["merged_from"] = [{"folder": os.path.basename(os.path.normpath(s)), "provenance": st.provenance}
@@ -126,8 +131,11 @@ def merge_datasets(sources: list[str], out_dir: str) -> MergeReport:
             out.write_arrow("records", data)
         out.compact("workloads")
         out.compact("records")
-    finally:
+    except BaseException:
         out.close()
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    out.close()
     os.remove(os.path.join(building, ".lock"))
     if os.path.exists(out_dir):
         os.rmdir(out_dir)  # empty (checked above)

@@ -72,8 +72,10 @@ def _read_tables(root: str, layout: str, problems: list[Problem]) -> dict[str, l
             except Exception as exc:  # noqa: BLE001  (any unreadable file is reported, not raised)
                 problems.append(Problem(rel, f"not a readable Parquet file ({type(exc).__name__}: {exc})"))
                 continue
-            # Shards of an older schema lack only the columns added since: they read as nulls.
-            schema_problems = _check_schema(rel, table.schema, expected, ADDED_COLUMNS.get(name, ()))
+            # Shards of schema 1 lack the columns added since: they read as nulls.
+            version = (table.schema.metadata or {}).get(b"cwm_bench.schema_version", b"1")
+            optional = ADDED_COLUMNS.get(name, ()) if version == b"1" else ()
+            schema_problems = _check_schema(rel, table.schema, expected, optional)
             problems.extend(schema_problems)
             if not schema_problems:
                 tables[name].append((rel, upgrade(name, table) if name in ADDED_COLUMNS else table))

@@ -58,6 +58,9 @@ def test_merge_drops_duplicates_and_reports_conflicts(tiny_dataset, tmp_path):
     assert len(merged.provenance["merged_from"]) == 2
     problems, _ = validate_dataset(out, replay_count=2)
     assert problems == []
+    # Folder order does not decide: the earlier measurement is kept wherever it comes from.
+    swapped = merge_datasets([other, tiny_dataset], str(tmp_path / "swapped"))
+    assert all(c.kept.startswith(tiny_dataset) for c in swapped.conflicts) and len(swapped.conflicts) == 2
 
 
 def test_merge_refuses_what_it_cannot_merge(tiny_dataset, tmp_path):

@@ -83,3 +83,23 @@ def test_a_release_validates_and_tampering_is_named(tmp_path, tiny_dataset):
     result = CliRunner().invoke(main, ["validate", str(release)])
     assert result.exit_code == 1
     assert f"data/records/{shard.name}: sha256 does not match" in result.output
+
+
+@pytest.mark.parametrize("version", [b"1", b"2"])
+def test_schema_1_shards_read_with_null_measured_by(copy, version):
+    """Shards written before `measured_by` existed stay valid and read as nulls; a schema-2 shard must have it."""
+    from cwm_bench.rows.store import DatasetStore
+
+    for shard in sorted((copy / "records").glob("*.parquet")):
+        table = pq.read_table(shard)
+        old = table.drop_columns(["measured_by"])
+        meta = {**(table.schema.metadata or {}), b"cwm_bench.schema_version": version}
+        pq.write_table(old.replace_schema_metadata(meta), shard)
+    DatasetStore(str(copy)).write_manifest()
+    problems, _ = validate_dataset(str(copy), replay_count=0)
+    if version == b"1":
+        assert problems == []
+        column = DatasetStore(str(copy), readonly=True).read("records", ["record_id", "measured_by"])
+        assert column.column("measured_by").null_count == column.num_rows > 0
+    else:
+        assert any("missing column(s) ['measured_by']" in str(p) for p in problems)

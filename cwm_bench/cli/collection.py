@@ -102,7 +102,7 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
 
     if target_kind == "cuda":
         raise click.UsageError(CUDA_FLOW)
-    rpc = _rpc_config(rpc_tracker, device_key, parallel, max_attempts, timeout_s)
+    rpc = _rpc_config(rpc_tracker, device_key, parallel, max_attempts, device_hardware)
     try:
         chosen = select_workloads(suite, target_kind)
     except UnknownSuiteError as exc:
@@ -136,13 +136,15 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     click.echo(summary_table(summaries))
 
 
-def _rpc_config(tracker: str | None, key: str | None, parallel: int | None, max_attempts: int, timeout_s: float):
+def _rpc_config(tracker: str | None, key: str | None, parallel: int | None, max_attempts: int,
+                device_hardware: str | None):
     """The RpcConfig of the --rpc-* options (None without a tracker); the tracker is asked right away."""
     from cwm_bench.measure.rpc import RpcConfig, TrackerError, check_tracker, parse_tracker
 
     if tracker is None:
-        if key or parallel:
-            raise click.UsageError("--device-key and --parallel need --rpc-tracker HOST:PORT")
+        if key or parallel or device_hardware:
+            raise click.UsageError("--device-key, --parallel and --device-hardware need --rpc-tracker HOST:PORT "
+                                   "(without it, this machine measures and its own CPU is recorded)")
         return None
     if not key:
         raise click.UsageError("--rpc-tracker needs --device-key KEY (the key the servers registered under)")
@@ -152,8 +154,7 @@ def _rpc_config(tracker: str | None, key: str | None, parallel: int | None, max_
         raise click.BadParameter(str(exc), param_hint="--rpc-tracker") from exc
     if parallel is not None and parallel < 1:
         raise click.BadParameter("must be at least 1", param_hint="--parallel")
-    config = RpcConfig(tracker, key, parallel, max_attempts=max(1, max_attempts),
-                       connect_timeout_s=max(60.0, 2 * timeout_s))
+    config = RpcConfig(tracker, key, parallel, max_attempts=max(1, max_attempts))
     try:
         servers = check_tracker(config)
     except TrackerError as exc:
@@ -235,7 +236,8 @@ def merge(data_dirs: tuple[str, ...], out_dir: str, conflicts_path: str | None) 
 
     Records are keyed by (record_id, hw_id): identical duplicates are dropped; duplicates that disagree
     (two collectors measured the same program: give each collector its own --seed) are reported and the
-    earlier measurement kept. The sources are only read.
+    earlier measurement kept. The sources are only read. Only workloads and records are merged: run
+    `cwm-bench noise` on the merged folder.
     """
     import dataclasses
     import json

@@ -28,8 +28,11 @@ class RpcConfig:
     key: str
     parallel: int | None = None  # sessions in flight at once (default: the servers registered)
     max_attempts: int = 2  # a candidate whose server dies or hangs is measured at most this often
-    session_timeout_s: float = 900.0  # a server frees itself after this long in one session (hung kernels)
-    connect_timeout_s: float = 60.0  # waiting for a free server before a lane gives up
+    # TVM's server ends a session after this long: how a server stuck in a hung kernel frees itself.
+    # Lanes renew their sessions at half this age.
+    session_timeout_s: float = 600.0
+    # Waiting for a free server before a lane gives up: long enough for a hung server to free itself.
+    connect_timeout_s: float = 660.0
 
     @property
     def address(self) -> tuple[str, int]:

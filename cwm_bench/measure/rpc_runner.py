@@ -14,9 +14,10 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from cwm_bench.measure.protocol import MeasureProtocol
-from cwm_bench.measure.rpc import RpcConfig, TrackerError, check_tracker, tracker_summary
+from cwm_bench.measure.rpc import RpcConfig, TrackerError, check_tracker, servers_for, tracker_summary
 from cwm_bench.measure.runner import LOST, REQUEUE, MeasureItem, MeasureResult, Runner
 
 MAX_CONNECT_FAILURES = 2  # consecutive, per lane and batch
@@ -36,6 +37,7 @@ class RpcRunner:
         lanes = config.parallel or len(self.servers)
         self.lanes = [Runner(protocol, device, num_threads=1, seed=seed + i, connect=connect) for i in range(lanes)]
         self.retries = 0  # candidates measured again because a server went away
+        self.pool = ThreadPoolExecutor(max_workers=len(self.lanes), thread_name_prefix="cwm-rpc-lane")
 
     def measure(self, items: list[MeasureItem]) -> list[MeasureResult]:
         if not items:
@@ -50,9 +52,15 @@ class RpcRunner:
         def lane_loop(lane: Runner) -> None:
             failures = 0
             while True:
-                if lane.server is None and self._no_free_server() \
-                        and any(other.server for other in self.lanes if other is not lane):
-                    return  # every server is taken (by our other lanes): waiting would only stall the batch
+                counts = self._server_counts() if lane.server is None else None
+                if counts and counts[1] == 0 and any(other.server for other in self.lanes if other is not lane):
+                    # Every free server is taken by our other lanes: wait for one to be handed back
+                    # (or for the work to run out) rather than queue at the tracker.
+                    with cond:
+                        if state["error"] is not None or not (pending or state["busy"]):
+                            return
+                        cond.wait(timeout=2.0)
+                    continue
                 with cond:
                     while not pending and state["busy"] and state["error"] is None:
                         cond.wait()  # a busy lane may still hand work back
@@ -61,7 +69,8 @@ class RpcRunner:
                     share = [pending.popleft() for _ in range(min(chunk, len(pending)))]
                     state["busy"] += 1
                 try:
-                    why_not = lane.ensure_session()
+                    why_not = f"no server is registered under key {self.config.key!r}" \
+                        if counts and counts[0] == 0 else lane.ensure_session()
                     if why_not is None:
                         self._check_cpu(lane)
                         results = lane.measure(share)
@@ -80,22 +89,24 @@ class RpcRunner:
                     if failures >= MAX_CONNECT_FAILURES:
                         state["sitting_out"] += 1
                         self.log(f"rpc: a lane got no session twice ({why_not}); it sits out this batch")
-                        if state["sitting_out"] == len(self.lanes):
+                        if state["sitting_out"] == len(self.lanes) or not any(o.server for o in self.lanes):
                             state["error"] = TrackerError(
                                 f"no server under key {self.config.key!r} at {self.config.tracker} gave a "
-                                f"session in {MAX_CONNECT_FAILURES} x {self.config.connect_timeout_s:g} s; "
-                                f"the batch in flight is not saved (resume once servers are back): {why_not}")
+                                f"session; the batch in flight is not saved (resume once servers are back): "
+                                f"{why_not}")
                         cond.notify_all()
                         return
                     cond.notify_all()
 
-        threads = [threading.Thread(target=lane_loop, args=(lane,), daemon=True) for lane in self.lanes]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        # Lanes run on the pool's long-lived threads: a worker process dies with the thread that
+        # started it (PR_SET_PDEATHSIG), so short-lived threads would kill every session per batch.
+        for future in [self.pool.submit(lane_loop, lane) for lane in self.lanes]:
+            future.result()
         if state["error"] is not None:
             raise state["error"]
+        missing = [it.key for it in items if it.key not in final]
+        if missing:  # never silently: every candidate is a row, or the collection stops
+            raise TrackerError(f"{len(missing)} candidate(s) found no server to measure them at {self.config.tracker}")
         return [final[it.key] for it in items]
 
     def _settle(self, share: list[MeasureItem], results: list[MeasureResult], attempts: dict[str, int],
@@ -114,12 +125,14 @@ class RpcRunner:
                                        error=f"{result.error} (lost on {attempts[item.key]} servers)")
             final[item.key] = result
 
-    def _no_free_server(self) -> bool:
+    def _server_counts(self) -> tuple[int, int] | None:
+        """(registered, free) servers under the key, or None when the tracker does not answer."""
         try:
-            queue = tracker_summary(self.config.address, 5.0).get("queue_info", {}).get(self.config.key, {})
+            summary = tracker_summary(self.config.address, 5.0)
         except TrackerError:
-            return False  # let the connect attempt fail and say why
-        return queue.get("free", 0) == 0
+            return None  # let the connect attempt fail and say why
+        free = summary.get("queue_info", {}).get(self.config.key, {}).get("free", 0)
+        return len(servers_for(summary, self.config.key)), free
 
     def _check_cpu(self, lane: Runner) -> None:
         if self.expected_cpu and lane.server_cpu and lane.server_cpu != self.expected_cpu:
@@ -129,3 +142,4 @@ class RpcRunner:
     def close(self) -> None:
         for lane in self.lanes:
             lane.close()
+        self.pool.shutdown(wait=True)

@@ -9,6 +9,7 @@ pinged, and when it is gone (or a call hangs) the candidate is `lost` and the re
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +59,8 @@ class Runner:
         self._timing_s: dict[str, float] = {}  # key -> calibrated duration of one timing
         self._reference_done: set[str] = set()  # workloads whose reference outputs the worker holds
         self._reference_failed: dict[str, str] = {}  # workload -> why its reference could not run
+        self._reference_losses: dict[str, int] = {}  # RPC: sessions lost while running a workload's reference
+        self._session_started = 0.0
 
     @property
     def measured_by(self) -> str:
@@ -65,8 +68,14 @@ class Runner:
 
     def ensure_session(self) -> str | None:
         """RPC: hold a session with a free server (waiting for one); returns why not, or None."""
-        if not self.connect or (self.server and self.worker.alive()):
+        if not self.connect:
             return None
+        if self.server and self.worker.alive():
+            # TVM's server ends every session after session_timeout_s (how a hung server frees itself):
+            # renew well before that, between shares.
+            if time.monotonic() - self._session_started < self.connect["session_timeout_s"] / 2:
+                return None
+            self.drop_session()
         self.server = None
         self._forget_worker_state()
         outcome = self.worker.call({"op": "connect", **self.connect}, self.connect["connect_timeout_s"])
@@ -74,6 +83,7 @@ class Runner:
             self.worker.restart()
             return f"no session from the tracker: {outcome.status}: {(outcome.message or '').strip()[:300]}"
         self.server, self.server_cpu = outcome.value["server"], outcome.value["cpu"]
+        self._session_started = time.monotonic()
         return None
 
     def drop_session(self) -> None:
@@ -132,10 +142,14 @@ class Runner:
         if outcome.ok:
             self._reference_done.add(item.workload_id)
             return True
-        self._reference_failed[item.workload_id] = f"{outcome.status}: {outcome.message}"
-        if self.connect and self._session_gone(outcome):  # this lane will not try that reference again
+        if self.connect and self._session_gone(outcome):
+            # Maybe the server's fault: try again on the next session, but not forever.
+            self._reference_losses[item.workload_id] = self._reference_losses.get(item.workload_id, 0) + 1
+            if self._reference_losses[item.workload_id] >= 2:
+                self._reference_failed[item.workload_id] = f"{outcome.status}: {outcome.message}"
             self.lost = f"server {self.server} lost in the reference run: {outcome.status}: {outcome.message}"
             return False
+        self._reference_failed[item.workload_id] = f"{outcome.status}: {outcome.message}"
         if outcome.status in ("crash", "timeout"):
             self._forget_worker_state()
         return False

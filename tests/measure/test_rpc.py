@@ -42,6 +42,11 @@ def test_rpc_options_need_each_other(tmp_path):
     assert result.exit_code == 2 and "--device-key" in result.output
     result = CliRunner().invoke(main, ["collect", "--out", str(tmp_path / "x"), "--device-key", "k"])
     assert result.exit_code == 2 and "--rpc-tracker" in result.output
+    hw = tmp_path / "hw.json"
+    hw.write_text("{}")
+    result = CliRunner().invoke(main, ["collect", "--out", str(tmp_path / "x"), "--device-hardware", str(hw)])
+    assert result.exit_code == 2 and "--rpc-tracker" in result.output  # never record another machine's CPU
+    assert not (tmp_path / "x").exists()
 
 
 def test_tracker_without_servers_for_the_key():
