@@ -68,7 +68,7 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
               help="With --rpc-tracker: sessions measuring at once (default: the servers registered at start).")
 @click.option("--device-hardware", default=None, type=click.Path(exists=True, dir_okay=False),
               help="With --rpc-tracker: the devices' descriptor, from `cwm-bench hardware --json` run on one of "
-                   "them (default: this machine's CPU; servers reporting another LLVM CPU are refused).")
+                   "them (default: this machine's CPU; a server reporting another LLVM CPU stops the run).")
 @click.option("--max-attempts", default=2, show_default=True,
               help="With --rpc-tracker: servers a candidate may lose (death, hang) before it is an error row.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
