@@ -40,8 +40,12 @@ def shard_name(index: int, count: int, split: str = "train") -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 
-def build_release(source_dir: str, out_dir: str, name: str, hw_id: str | None = None, seed: int = 0) -> dict:
+def build_release(source_dir: str, out_dir: str, name: str, hw_id: str | None = None, seed: int = 0,
+                  min_ok_per_task: int = 0) -> dict:
     """Build the release of `source_dir` (one hardware) into `out_dir`; returns the card's stats.
+
+    Tasks with fewer than `min_ok_per_task` ok records (e.g. a design space with fewer distinct
+    programs) are left out, and the card names them.
 
     `out_dir` is replaced atomically: it is built in a temp folder beside it and renamed into place,
     so a failure leaves the previous release (or nothing) behind, never a half-written one.
@@ -62,6 +66,7 @@ def build_release(source_dir: str, out_dir: str, name: str, hw_id: str | None = 
     if duplicates:
         raise ReleaseError(f"{source_dir}: {duplicates} duplicate record_id(s) for hw_id {hw_id}; "
                            "run `cwm-bench validate` on it")
+    records, excluded = _drop_small_tasks(records, workloads, min_ok_per_task)
     # Sorted so that the same data always gives byte-identical shards, whatever the collection order.
     records = records.sort_by([("workload_id", "ascending"), ("record_id", "ascending")])
     workloads = _tasks_with_records(workloads, records)
@@ -71,7 +76,9 @@ def build_release(source_dir: str, out_dir: str, name: str, hw_id: str | None = 
         raise ReleaseError(f"{source_dir}: {exc}") from exc
     noise = _optional_noise(source_dir, records)
 
-    metadata = {RELEASE_METADATA_KEY: json.dumps({"name": name, "seed": seed, "hw_id": hw_id}).encode(),
+    release_info = {"name": name, "seed": seed, "hw_id": hw_id, "min_ok_per_task": min_ok_per_task,
+                    "excluded_tasks": excluded}
+    metadata = {RELEASE_METADATA_KEY: json.dumps(release_info).encode(),
                 b"cwm_bench.schema_version": SCHEMA_VERSION.encode()}
     out_dir = os.path.abspath(out_dir)
     temp = _sibling(out_dir, "tmp")
@@ -145,6 +152,22 @@ def _choose_hw_id(source_dir: str, records: pa.Table, hw_id: str | None) -> str:
     if hw_id not in counts:
         raise ReleaseError(f"{source_dir}: no records for hw_id {hw_id}; it holds {listing}")
     return hw_id
+
+
+def _drop_small_tasks(records: pa.Table, workloads: pa.Table, min_ok: int) -> tuple[pa.Table, list[dict]]:
+    """Records of tasks with at least `min_ok` ok records; and the tasks left out, with their counts."""
+    if min_ok <= 0:
+        return records, []
+    ok = records.filter(pc.equal(records["status"], "ok"))["workload_id"].to_pylist()
+    counts: dict[str, int] = dict.fromkeys(records["workload_id"].to_pylist(), 0)
+    for wid in ok:
+        counts[wid] += 1
+    names = dict(zip(workloads["workload_id"].to_pylist(), workloads["task_name"].to_pylist(), strict=True))
+    small = sorted(w for w, n in counts.items() if n < min_ok)
+    if len(small) == len(counts):
+        raise ReleaseError(f"no task has {min_ok} ok records (most: {max(counts.values(), default=0)})")
+    kept = records.filter(pc.invert(pc.is_in(records["workload_id"], value_set=pa.array(small, pa.string()))))
+    return kept, [{"workload_id": w, "task_name": names.get(w, "?"), "ok": counts[w]} for w in small]
 
 
 def _tasks_with_records(workloads: pa.Table, records: pa.Table) -> pa.Table:

@@ -180,6 +180,11 @@ def _counts_section(s: dict) -> list[str]:
     if ratio:
         lines.append(f"- per task, slowest / fastest ok schedule: median {ratio['median']:.3g}x "
                      f"(min {ratio['min']:.3g}x, max {ratio['max']:.3g}x)")
+    excluded = s["release"].get("excluded_tasks") or []
+    if excluded:
+        lines.append(f"- left out of this release: {len(excluded)} task(s) with fewer than "
+                     f"{s['release']['min_ok_per_task']} ok records (their design spaces hold fewer distinct "
+                     "programs): " + ", ".join(f"`{t['task_name']}` ({t['ok']})" for t in excluded))
     return lines + [f"- non-ok records: {s['error_rate']['all']:.1%}",
                     f"- data files: {human_bytes(s['total_data_bytes'])}", ""]
 

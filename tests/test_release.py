@@ -66,7 +66,8 @@ def test_layout_shards_and_checksums(release, tiny_dataset):
     assert pq.ParquetFile(out / "data/records/train-00000-of-00001.parquet").metadata.row_group(0).column(0) \
         .compression == "ZSTD"
     meta = json.loads(records.schema.metadata[b"cwm_bench.release"])
-    assert meta == {"name": NAME, "seed": 0, "hw_id": records["hw_id"][0].as_py()}
+    assert meta == {"name": NAME, "seed": 0, "hw_id": records["hw_id"][0].as_py(), "min_ok_per_task": 0,
+                    "excluded_tasks": []}
     assert stats["folder_bytes"] == sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
 
 
@@ -198,3 +199,28 @@ def test_records_are_sharded(tmp_path, tiny_dataset, monkeypatch):
     records = datasets.load_dataset(str(tmp_path / "out"), "records", split="train", cache_dir=str(tmp_path / "c"))
     assert records["record_id"] == read_table(str(tmp_path / "out"), "records")["record_id"].to_pylist()
     assert len(set(records["record_id"])) == 12
+
+
+def test_tasks_below_the_ok_minimum_are_left_out_and_named(tiny_dataset, tmp_path):
+    from cwm_bench.rows.store import DatasetStore
+
+    source = tmp_path / "source"
+    shutil.copytree(tiny_dataset, source)
+    store = DatasetStore(str(source))
+    records = store.read("records")
+    small = records["workload_id"][0].as_py()
+    first_of_small = pc.index(records["workload_id"], small).as_py()
+    kept = records.take([i for i in range(records.num_rows) if i != first_of_small])  # one ok record fewer
+    for shard in store.shards("records"):
+        os.remove(shard)
+    store.write_arrow("records", kept)
+    store.close()
+    ok = pc.sum(pc.equal(kept.filter(pc.equal(kept["workload_id"], small))["status"], "ok")).as_py()
+
+    stats = build_release(str(source), str(tmp_path / "out"), NAME, min_ok_per_task=ok + 1)
+    released = read_table(str(tmp_path / "out"), "records")
+    assert small not in set(released["workload_id"].to_pylist()) and released.num_rows > 0
+    assert [t["workload_id"] for t in stats["release"]["excluded_tasks"]] == [small]
+    assert f"with fewer than {ok + 1} ok records" in (tmp_path / "out" / "README.md").read_text()
+    with pytest.raises(ReleaseError, match="no task has 1000 ok records"):
+        build_release(str(source), str(tmp_path / "none"), NAME, min_ok_per_task=1000)

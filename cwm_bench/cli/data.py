@@ -140,7 +140,9 @@ def noise_cmd(original: str, remeasured: str, json_out: str | None, into_dir: st
 @click.option("--hw-id", default=None,
               help="The hardware to release, when the source holds several (a release never mixes CPU models).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the within_task split.")
-def release(source_dir: str, out_dir: str, name: str, hw_id: str | None, seed: int) -> None:
+@click.option("--min-ok-per-task", default=0, show_default=True,
+              help="Leave out tasks with fewer ok records (small design spaces); the card lists them.")
+def release(source_dir: str, out_dir: str, name: str, hw_id: str | None, seed: int, min_ok_per_task: int) -> None:
     """Build a release folder from a collection: Hub-layout Parquet shards, split columns, checksums, card.
 
     \b
@@ -154,7 +156,7 @@ def release(source_dir: str, out_dir: str, name: str, hw_id: str | None, seed: i
     from data_cards.card import human_bytes as size
 
     try:
-        stats = build_release(source_dir, out_dir, name, hw_id=hw_id, seed=seed)
+        stats = build_release(source_dir, out_dir, name, hw_id=hw_id, seed=seed, min_ok_per_task=min_ok_per_task)
     except ReleaseError as exc:
         raise click.ClickException(str(exc)) from exc
     hardware = ", ".join(f"{h['name']} ({h['hw_id']})" for h in stats["hardware"])
@@ -165,6 +167,10 @@ def release(source_dir: str, out_dir: str, name: str, hw_id: str | None, seed: i
         click.echo(f"  ok records per task: min {per_task['min']}, median {per_task['median']:g}, max "
                    f"{per_task['max']}; {per_task['tasks_with_200_ok']} tasks with >= 200; tasks by source: {sources}")
     click.echo("  by origin: " + ", ".join(f"{k} {n:,}" for k, n in stats["by_origin"].items()))
+    excluded = stats["release"].get("excluded_tasks") or []
+    if excluded:
+        click.echo(f"  left out: {len(excluded)} task(s) with < {min_ok_per_task} ok records: "
+                   + ", ".join(f"{t['task_name']} ({t['ok']})" for t in excluded))
     for scheme, sides in stats["splits"].items():
         click.echo(f"  split {scheme:<12} train {sides['train']['records']:>8,}  test {sides['test']['records']:>8,}")
     click.echo(f"total size {size(stats['folder_bytes'])} (data files {size(stats['total_data_bytes'])})")
