@@ -20,6 +20,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
 class LoopbackCluster:
     """`with LoopbackCluster(servers=2, key="k") as c:` -> c.tracker == "127.0.0.1:PORT"."""
 
@@ -79,21 +87,12 @@ class LoopbackCluster:
 
     def kill_server(self, index: int) -> None:
         """SIGKILL a server and its session processes, like a machine losing power."""
-        proc = self.servers[index]
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
+        _kill_group(self.servers[index])
 
     def close(self) -> None:
         for proc in [*self.servers, self.tracker_proc]:
             if proc is not None and proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=10)
+                _kill_group(proc)
 
     def __enter__(self) -> LoopbackCluster:
         return self.start()
