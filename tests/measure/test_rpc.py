@@ -154,3 +154,15 @@ def test_collect_mini_through_two_servers_while_one_dies(tmp_path, hardware):
     assert len({r["measured_by"] for r in measured}) == 2  # both servers measured before the kill
     problems, _ = validate_dataset(out, replay_count=2)
     assert problems == []
+
+
+def test_a_server_with_another_cpu_stops_the_run(target, generator):
+    from cwm_bench.measure.rpc_runner import RpcRunner
+
+    builder, items = _built(target, {c.program_hash: c.mod for c in generator.random(1)})
+    with LoopbackCluster(servers=1, key="cpu") as cluster:
+        runner = RpcRunner(QUICK, RpcConfig(cluster.tracker, "cpu", connect_timeout_s=20), expected_cpu="not-this-cpu")
+        with pytest.raises(TrackerError, match="builds for 'not-this-cpu'"):
+            runner.measure(items)
+        runner.close()
+    builder.close()
