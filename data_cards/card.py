@@ -32,8 +32,10 @@ _ORIGINS = {"random": "a random design space with every decision re-sampled",
 _MEANINGS = {
     "record_id": "sha1(workload_id, program_hash)[:16]; equal for the same program on every hardware",
     "workload_id": "structural hash of the task's IRModule (→ workloads)", "target": "TVM target JSON",
-    "hw_id": "hardware id", "hw_kind": "cpu or gpu", "hw_name": "CPU model", "hw_arch": "LLVM mcpu",
-    "hw_num_cores": "cores used", "hw_isa": "ISA flags", "hw_descriptor": "full hardware JSON",
+    "hw_id": "hardware id", "hw_kind": "cpu or gpu", "hw_name": "CPU model or GPU name",
+    "hw_arch": "LLVM mcpu (CPU) or CUDA arch such as sm_90 (GPU)",
+    "hw_num_cores": "cores used (CPU) or streaming multiprocessors (GPU)", "hw_isa": "ISA flags (CPU)",
+    "hw_descriptor": "full hardware JSON",
     "program_hash": "structural hash of the scheduled program",
     "trace_json": "MetaSchedule trace; replay with `Trace.apply_json_to_schedule`",
     "actions": "structured action sequence (kind, SSA inputs/outputs, attrs JSON, sampled decision)",
@@ -43,7 +45,7 @@ _MEANINGS = {
     "checked": "outputs compared with the unscheduled program", "origin": "random, evolutionary or imported",
     "design_space": "design-space index of random candidates, -1 otherwise", "seed": "sampling seed",
     "protocol": "measurement protocol JSON", "measured_at": "UTC time of measurement",
-    "measured_by": "local, or rpc:KEY@HOST:PORT of the RPC server that timed it",
+    "measured_by": "local, rpc:KEY@HOST:PORT of the RPC server that timed it, or cuda_measure (GPU)",
     "collector_version": "cwm-bench version", "tvm_version": "TVM version",
     "task_name": "MetaSchedule task or operator name", "family": "operator family",
     "source": "operator, network or imported", "flops": "TIR FLOP estimate",
@@ -52,6 +54,17 @@ _MEANINGS = {
     "mod_json": "`tvm.ir.save_json` of the IRModule", "tvmscript": "the IRModule as TVMScript",
     **{col: f"`train`/`test` for the {s} split" for s, col in SPLIT_COLUMNS.items()},
 }
+_CPU_COLLECTION = [
+    "Programs equal to one already collected are dropped. Every candidate is compiled in an isolated worker "
+    "and timed alone in an isolated process (builds never overlap timings); crashes and hangs become "
+    "error rows. A sample of candidates is checked against the unscheduled program."]
+_GPU_COLLECTION = [
+    "Programs equal to one already collected are dropped. Candidates are compiled on a machine without a GPU "
+    "(host code by LLVM, kernels to cubins by nvcc with TVM's flags; a kernel nvcc rejects is a build error) "
+    "and timed on the GPU by `tools/cuda_measure.py` with TVM's runtime only, in a worker process that a hang "
+    "or a CUDA error kills and restarts (that kernel becomes an error row). Where the workload under a plain GPU "
+    "schedule (dlight's fallback) builds, every output is compared with its output on the same random inputs "
+    "(`checked`)."]
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
           (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
 
@@ -80,8 +93,25 @@ def _front_matter(stats: dict, name: str) -> dict:
     }
 
 
+def _is_gpu(hardware: dict) -> bool:
+    return hardware.get("kind") == "gpu"
+
+
+def _hw_label(h: dict) -> str:
+    return f"{h['name']} ({h['arch']}, {h['cores']} {'SMs' if _is_gpu(h) else 'cores'})"
+
+
+def _hw_rows(h: dict) -> list[list]:
+    if _is_gpu(h):
+        head = [["GPU", h["name"]], ["CUDA arch", h["arch"]], ["streaming multiprocessors", h["cores"]]]
+    else:
+        head = [["CPU", h["name"]], ["LLVM mcpu", h["arch"]], ["cores", h["cores"]], ["ISA", " ".join(h["isa"]) or "-"]]
+    return head + [[k, v] for k, v in sorted(h["details"].items()) if v != ""]
+
+
 def _body(s: dict, name: str) -> list[str]:
-    hw = "; ".join(f"{h['name']} ({h['arch']}, {h['cores']} cores)" for h in s["hardware"])
+    gpu = bool(s["hardware"]) and all(_is_gpu(h) for h in s["hardware"])
+    hw = "; ".join(_hw_label(h) for h in s["hardware"])
     lines = [
         f"# {name.split('/')[-1]}", "",
         f"**{s['records']:,} measured tensor-program schedules** ({s['ok_records']:,} ok) of **{s['tasks']:,} "
@@ -100,20 +130,17 @@ def _body(s: dict, name: str) -> list[str]:
                 [[f"`{c}`", f"{v['num_examples']:,}", len(v["files"]), human_bytes(v["download_size"])]
                  for c, v in s["configs"].items()]), "",
         "## How it was collected", "",
-        "Each task's candidates come from MetaSchedule's design spaces (`post-order-apply`, default CPU rules):", "",
+        "Each task's candidates come from MetaSchedule's design spaces (`post-order-apply`, default "
+        f"{'CUDA' if gpu else 'CPU'} rules):", "",
         *[f"- `{o}` ({n:,} records): {_ORIGINS.get(o, o)}" for o, n in s["by_origin"].items()], "",
-        "Programs equal to one already collected are dropped. Every candidate is compiled in an isolated worker "
-        "and timed alone in an isolated process (builds never overlap timings); crashes and hangs become "
-        "error rows. A sample of candidates is checked against the unscheduled program.", "",
+        *(_GPU_COLLECTION if gpu else _CPU_COLLECTION), "",
     ]
     for p in s["protocols"]:
         lines += [f"Measurement protocol ({p['records']:,} records):", "",
                   *_table(["setting", "value"], [[f"`{k}`", f"`{v}`"] for k, v in p["protocol"].items()]), ""]
     for h in s["hardware"]:
         lines += [f"Hardware `{h['hw_id']}` ({h['records']:,} records):", "",
-                  *_table(["property", "value"], [["CPU", h["name"]], ["LLVM mcpu", h["arch"]], ["cores", h["cores"]],
-                                     ["ISA", " ".join(h["isa"]) or "-"],
-                                     *[[k, v] for k, v in sorted(h["details"].items()) if v != ""]]), ""]
+                  *_table(["property", "value"], _hw_rows(h)), ""]
     lines += [f"TVM target ({n:,} records): `{t}`" for t, n in s["targets"].items()] + ["", "## Schema", ""]
     for c, v in s["configs"].items():
         lines += [f"**{c}**", "", *_table(["column", "type", "meaning"], [
@@ -190,6 +217,16 @@ def _counts_section(s: dict) -> list[str]:
 
 
 def _limitations(s: dict) -> list[str]:
+    if s["hardware"] and all(_is_gpu(h) for h in s["hardware"]):
+        return ["## Known limitations", "",
+                "- BatchNorm is not folded into convolutions by TVM's Relax tuning pipeline: network conv tasks "
+                "carry a per-channel epilogue, unlike TenSet's Relay-era tasks.",
+                f"- One GPU model ({len(s['hardware'])} hardware id): latencies do not transfer to other GPUs.",
+                "- Candidates are random samples of the design spaces only (no cost-model-guided search yet), "
+                "so few programs are near each task's best.",
+                "- All workloads are float32: tensor-core (fp16/bf16) schedules are not covered.",
+                "- `within_task` draws each record's side by hash, so a task with few records may have no test record.",
+                "- Traces replay with the TVM version above; other versions may reject or change them.", ""]
     cores = ", ".join(str(h["cores"]) for h in s["hardware"])
     return ["## Known limitations", "",
             "- BatchNorm is not folded into convolutions by TVM's Relax tuning pipeline: network conv tasks carry "

@@ -15,7 +15,8 @@ from cwm_bench.rows.reader import read_table
 from cwm_bench.splits import SPLIT_COLUMNS, SPLIT_SCHEMES
 
 CONFIGS = ("records", "workloads", "noise")
-_STAT_COLUMNS = ["workload_id", "hw_id", "hw_name", "hw_arch", "hw_num_cores", "hw_isa", "hw_descriptor", "status",
+_STAT_COLUMNS = ["workload_id", "hw_id", "hw_kind", "hw_name", "hw_arch", "hw_num_cores", "hw_isa", "hw_descriptor",
+                 "status",
                  "origin", "latency_s", "protocol", "target", "measured_at", "collector_version", "tvm_version",
                  *SPLIT_COLUMNS.values()]
 # Arrow type names that differ from the `datasets` dtype names.
@@ -185,7 +186,8 @@ def _hardware(records: pa.Table) -> list[dict]:
     for hw_id, n in _counts(records["hw_id"]).items():
         row = records.filter(pc.equal(records["hw_id"], hw_id)).slice(0, 1).to_pylist()[0]
         details = json.loads(row["hw_descriptor"] or "{}").get("details", {})
-        out.append({"hw_id": hw_id, "name": row["hw_name"], "arch": row["hw_arch"], "cores": row["hw_num_cores"],
+        out.append({"hw_id": hw_id, "kind": row["hw_kind"], "name": row["hw_name"], "arch": row["hw_arch"],
+                    "cores": row["hw_num_cores"],
                     "isa": list(row["hw_isa"] or []), "details": details, "records": n})
     return out
 

@@ -5,6 +5,8 @@
                             without C++ sources, headers, CUTLASS, web files and __pycache__
     RUNTIME/site/tvm_ffi/   apache-tvm-ffi unpacked from its cp312 manylinux wheel (the device runs
                             Python 3.12), downloaded with `pip download` into a cache folder
+    RUNTIME/site/tvm/lib/libcudart.so.13   this machine's CUDA runtime (libtvm_runtime_cuda.so links
+                            it); used on the device only if the system there has none
 
 Use there:  TVM_USE_RUNTIME_LIB=1 PYTHONPATH=RUNTIME/site python3 tools/cuda_measure.py ...
 `--ffi-from-installed` copies this interpreter's tvm_ffi instead (for local tests only).
@@ -48,6 +50,21 @@ def copy_tvm(site: str) -> str:
     return dst
 
 
+CUDART = "libcudart.so.13"
+CUDART_DIRS = ("/usr/local/cuda/lib64", "/usr/local/cuda/lib", "/usr/lib/x86_64-linux-gnu")
+
+
+def copy_cudart(tvm_dir: str) -> str | None:
+    """Copy the CUDA runtime next to TVM's libraries (None when this machine has none)."""
+    for folder in CUDART_DIRS:
+        path = os.path.join(folder, CUDART)
+        if os.path.exists(path):
+            dst = os.path.join(tvm_dir, "lib", CUDART)
+            shutil.copyfile(os.path.realpath(path), dst)
+            return dst
+    return None
+
+
 def download_ffi_wheel(cache_dir: str, version: str = FFI_VERSION, python: str = DEVICE_PYTHON) -> str:
     """The cp3XX manylinux wheel of apache-tvm-ffi (cached); SystemExit with the pip error if none."""
     tag = "cp" + python.replace(".", "")
@@ -88,7 +105,8 @@ def make_runtime(out: str, ffi_wheel: str | None = None, ffi_from_installed: boo
     site = os.path.join(out, "site")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(site)
-    copy_tvm(site)
+    if copy_cudart(copy_tvm(site)) is None:
+        print(f"note: no {CUDART} here; the device must provide its own", file=sys.stderr)
     if ffi_from_installed:
         shutil.copytree(_installed_dir("tvm_ffi"), os.path.join(site, "tvm_ffi"), ignore=_ignore)
     else:

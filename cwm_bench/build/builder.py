@@ -19,17 +19,19 @@ class BuildResult:
     lib_path: str | None
     error: str | None
     build_s: float
+    device_binaries: tuple[str, ...] = ()  # digests of compiled CUDA kernels (GPU targets only)
 
 
 class ParallelBuilder:
     """Compile IRModules for `target_json` into loadable libraries under a scratch folder."""
 
     def __init__(self, target_json: str, num_workers: int | None = None, timeout_s: float = 120.0,
-                 artifact_dir: str | None = None):
+                 artifact_dir: str | None = None, device_binaries_dir: str | None = None):
         self.target_json = target_json
         self.timeout_s = timeout_s
         self._own_dir = artifact_dir is None
         self.artifact_dir = artifact_dir or tempfile.mkdtemp(prefix="cwm-bench-build-")
+        self.device_binaries_dir = device_binaries_dir  # set: CUDA kernels are compiled to cubins there
         workers = num_workers or len(os.sched_getaffinity(0))
         # One compile per core; LLVM itself must not fan out further.
         self.pool = WorkerPool("cwm_bench.build.worker:build", workers, env={"TVM_NUM_THREADS": "1"})
@@ -39,11 +41,13 @@ class ParallelBuilder:
         import tvm
 
         requests = [{"mod_json": tvm.ir.save_json(mod), "target": self.target_json,
-                     "out_path": os.path.join(self.artifact_dir, f"{key}.so")} for key, mod in items]
+                     "out_path": os.path.join(self.artifact_dir, f"{key}.so"),
+                     "device_binaries_dir": self.device_binaries_dir} for key, mod in items]
         results = []
         for (key, _), outcome in zip(items, self.pool.map(requests, self.timeout_s), strict=True):
             if outcome.ok:
-                results.append(BuildResult(key, "ok", outcome.value["path"], None, outcome.value["build_s"]))
+                results.append(BuildResult(key, "ok", outcome.value["path"], None, outcome.value["build_s"],
+                                           tuple(outcome.value.get("device_binaries", ()))))
             else:
                 results.append(BuildResult(key, BUILD_STATUS[outcome.status], None,
                                            f"{outcome.status}: {outcome.message}", outcome.seconds))

@@ -8,8 +8,9 @@ from cwm_bench.cli import main
 
 CUDA_FLOW = """GPU datasets are collected in three steps (no GPU is needed here; see docs/cuda.md):
   1. cwm-bench build-cuda --workloads mini --gpu h100 --per-task 32 --out .cuda/bundles
-  2. on the GPU machine: tools/cuda_measure.py BUNDLE --out $OUT   (runtime-only TVM, tools/make_runtime_bundle.py)
-  3. cwm-bench ingest-cuda BUNDLE results.json device.json --out DATA_DIR"""
+  2. tools/make_runtime_bundle.py; tools/pack_for_device.py BUNDLE...; on the GPU machine:
+     bash tools/cuda_device_run.sh .cuda/payload $OUT   (runtime-only TVM, no compiler there)
+  3. cwm-bench ingest-cuda BUNDLE... --results results.json --device device.json --out DATA_DIR"""
 
 
 @main.command("build-cuda")
@@ -21,9 +22,13 @@ CUDA_FLOW = """GPU datasets are collected in three steps (no GPU is needed here;
 @click.option("--seed", default=0, show_default=True)
 @click.option("--max-bundle-mb", default=32.0, show_default=True, help="Libraries per bundle before a new one.")
 @click.option("--build-workers", default=None, type=int, help="Parallel compiles (default: one per core).")
+@click.option("--shard", default="0/1", show_default=True, metavar="I/N",
+              help="Build only every N-th task starting at I (run N processes with separate --out folders "
+                   "to use every core: candidate sampling runs in the main process).")
 def build_cuda(suite: str, gpu: str, per_task: int, out_dir: str, seed: int, max_bundle_mb: float,
-               build_workers: int | None) -> None:
-    """Step 1 of a GPU dataset: draw random CUDA candidates and compile them into bundles."""
+               build_workers: int | None, shard: str) -> None:
+    """Step 1 of a GPU dataset: draw random CUDA candidates and compile them (host library + cubin,
+    with nvcc; no GPU needed) into bundles of at most --max-bundle-mb each."""
     from cwm_bench.cuda.build import build_cuda_bundle
     from cwm_bench.hardware import GPU_PRESETS
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
@@ -32,20 +37,33 @@ def build_cuda(suite: str, gpu: str, per_task: int, out_dir: str, seed: int, max
         chosen = select_workloads(suite, "cuda")
     except UnknownSuiteError as exc:
         raise click.BadParameter(str(exc), param_hint="--workloads") from exc
+    index, _, count = shard.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise click.BadParameter(f"expected I/N with 0 <= I < N, got {shard!r}", param_hint="--shard")
+    chosen = chosen[int(index)::int(count)]
     bundles = build_cuda_bundle(chosen, GPU_PRESETS[gpu], out_dir, per_task, seed=seed,
                                 max_bundle_mb=max_bundle_mb, build_workers=build_workers)
     click.echo("bundles: " + " ".join(bundles))
 
 
 @main.command("ingest-cuda")
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.argument("results_json", type=click.Path(exists=True, dir_okay=False))
-@click.argument("device_json", type=click.Path(exists=True, dir_okay=False))
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--results", "results_json", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="results.json (or remeasure.json) written by tools/cuda_measure.py.")
+@click.option("--device", "device_json", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="device.json written beside it.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
-def ingest_cuda_cmd(bundle: str, results_json: str, device_json: str, out_dir: str) -> None:
-    """Step 3 of a GPU dataset: add a bundle's device measurements to a dataset folder."""
+def ingest_cuda_cmd(bundles: tuple[str, ...], results_json: str, device_json: str, out_dir: str) -> None:
+    """Step 3 of a GPU dataset: add the bundles' device measurements to a dataset folder.
+
+    Idempotent: records already in the folder are skipped. Built candidates the device did not reach
+    (a run stopped by its --deadline) are left out and counted; ingest them after another run."""
     from cwm_bench.cuda.ingest import ingest_cuda
 
-    report = ingest_cuda(bundle, results_json, device_json, out_dir)
-    click.echo(f"{report.rows} records added to {out_dir} {report.by_status}"
-               + (f"; {report.unmeasured} built candidates had no result" if report.unmeasured else ""))
+    for bundle in bundles:
+        try:
+            report = ingest_cuda(bundle, results_json, device_json, out_dir)
+        except ValueError as exc:
+            raise click.ClickException(f"{bundle}: {exc}") from exc
+        click.echo(f"{bundle}: {report.rows} records added to {out_dir} {report.by_status}"
+                   + (f"; {report.unmeasured} built candidates had no result" if report.unmeasured else ""))

@@ -2,7 +2,10 @@
 them into bundles a lent GPU machine can time with runtime-only TVM.
 
     BUNDLE/manifest.json      target, workloads (arg specs, reference lib), candidates (key, lib, trace...)
-    BUNDLE/libs/<key>.so      one exported library per built candidate (+ ref-<workload>.so)
+    BUNDLE/libs/<key>.so      one exported library per built candidate (+ ref-<workload>.so); without a
+                              GPU here TVM exports the kernels' CUDA *source* in it, so...
+    BUNDLE/kernels/<sha>.cubin  ...each kernel is compiled here by nvcc (TVM's flags) and served to the
+                              loader on the device by source digest (`tools/cuda_measure.py`)
     BUNDLE/pending.parquet    each candidate's records row minus the measurement (RECORDS schema)
     BUNDLE/workloads.parquet  the workloads rows
 
@@ -67,8 +70,10 @@ class _Bundle:
 class BundleWriter:
     """Fills bundles up to `max_bytes` of libraries each, then starts the next (bundle-000, -001...)."""
 
-    def __init__(self, out_dir: str, target_json: str, gpu: HardwareDescriptor, max_bytes: int):
+    def __init__(self, out_dir: str, target_json: str, gpu: HardwareDescriptor, max_bytes: int,
+                 binaries_dir: str):
         self.out_dir = out_dir
+        self.binaries_dir = binaries_dir
         self.target_json = target_json
         self.gpu = gpu
         self.max_bytes = max_bytes
@@ -81,16 +86,22 @@ class BundleWriter:
             if os.path.exists(os.path.join(path, MANIFEST)):
                 raise FileExistsError(f"{path} already holds a bundle; choose another --out")
             os.makedirs(os.path.join(path, "libs"), exist_ok=True)
+            os.makedirs(os.path.join(path, "kernels"), exist_ok=True)
             self.current = _Bundle(path)
         return self.current
 
-    def _add_lib(self, bundle: _Bundle, src: str, name: str) -> str:
+    def _add_lib(self, bundle: _Bundle, build: BuildResult, name: str) -> str:
         rel = f"libs/{name}"
-        shutil.copyfile(src, os.path.join(bundle.path, rel))
-        bundle.size += os.path.getsize(src)
+        shutil.copyfile(build.lib_path, os.path.join(bundle.path, rel))
+        bundle.size += os.path.getsize(build.lib_path)
+        for digest in build.device_binaries:
+            dst = os.path.join(bundle.path, "kernels", f"{digest}.cubin")
+            if not os.path.exists(dst):
+                shutil.copyfile(os.path.join(self.binaries_dir, f"{digest}.cubin"), dst)
+                bundle.size += os.path.getsize(dst)
         return rel
 
-    def add(self, w: Workload, reference: str | None, candidate: Candidate, build: BuildResult,
+    def add(self, w: Workload, reference: BuildResult | None, candidate: Candidate, build: BuildResult,
             row: dict) -> None:
         bundle = self._open()
         if bundle.size >= self.max_bytes:
@@ -100,14 +111,16 @@ class BundleWriter:
             bundle.workloads[w.workload_id] = {
                 "task_name": w.task_name, "flops": w.flops,
                 "arg_specs": [[list(a.shape), a.dtype] for a in w.args],
-                "reference": self._add_lib(bundle, reference, f"ref-{w.workload_id}.so") if reference else None}
+                "reference": self._add_lib(bundle, reference, f"ref-{w.workload_id}.so") if reference else None,
+                "reference_device_binaries": list(reference.device_binaries) if reference else []}
             bundle.workload_rows.append(workload_row(w))
         key = row["record_id"]
-        lib = self._add_lib(bundle, build.lib_path, f"{key}.so") if build.lib_path else None
+        lib = self._add_lib(bundle, build, f"{key}.so") if build.lib_path else None
         bundle.candidates.append({
             "key": key, "workload_id": w.workload_id, "program_hash": candidate.program_hash,
             "origin": candidate.origin, "seed": candidate.seed, "design_space": candidate.design_space,
-            "lib": lib, "build_status": build.status, "build_error": build.error, "build_s": build.build_s,
+            "lib": lib, "device_binaries": list(build.device_binaries), "build_status": build.status,
+            "build_error": build.error, "build_s": build.build_s,
             "trace_json": candidate.trace_json})
         bundle.pending.append(row)
 
@@ -139,8 +152,10 @@ def build_cuda_bundle(workloads: list[Workload], gpu: HardwareDescriptor, out_di
     target = target_for(gpu)
     target_json = str(target)
     os.makedirs(out_dir, exist_ok=True)
-    writer = BundleWriter(out_dir, target_json, gpu, int(max_bundle_mb * 2**20))
     builder = ParallelBuilder(target_json, build_workers, build_timeout_s)
+    builder.device_binaries_dir = os.path.join(builder.artifact_dir, "kernels")
+    os.makedirs(builder.device_binaries_dir)
+    writer = BundleWriter(out_dir, target_json, gpu, int(max_bundle_mb * 2**20), builder.device_binaries_dir)
     try:
         for w in workloads:
             generator = CandidateGenerator(w, target, seed=_task_seed(seed, w.workload_id))
@@ -150,7 +165,7 @@ def build_cuda_bundle(workloads: list[Workload], gpu: HardwareDescriptor, out_di
             if ref_mod is not None:
                 items.append((f"ref-{w.workload_id}", ref_mod))
             builds = builder.build(items)
-            reference = builds[-1].lib_path if ref_mod is not None else None
+            reference = builds[-1] if ref_mod is not None and builds[-1].lib_path else None
             if ref_mod is not None and reference is None:
                 log(f"{w.task_name}: reference did not build, outputs go unchecked ({builds[-1].error})")
             ok = 0

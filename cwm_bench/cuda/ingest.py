@@ -18,6 +18,9 @@ from cwm_bench.rows.schema import STATUSES
 from cwm_bench.rows.store import DatasetStore
 
 
+MEASURED_BY = "cuda_measure"  # tools/cuda_measure.py on the GPU machine; the GPU is in the hw_* columns
+
+
 def hardware_from_device(device: dict) -> HardwareDescriptor:
     """The measuring GPU as `tools/cuda_measure.py` described it (TVM's device attributes first)."""
     tvm_dev = device.get("tvm_device") or {}
@@ -80,7 +83,7 @@ def ingest_cuda(bundle: str, results_path: str, device_path: str, out_dir: str) 
                        latency_s=summarize(latencies) if status == "ok" else None)
         row.update(hw_id=hardware.hw_id, hw_kind=hardware.kind, hw_name=hardware.name, hw_arch=hardware.arch,
                    hw_num_cores=hardware.num_cores, hw_isa=[], hw_descriptor=hardware.to_json(),
-                   protocol=protocol_json, measured_at=stamp)
+                   protocol=protocol_json, measured_at=stamp, measured_by=MEASURED_BY)
         rows.append(row)
         report.by_status[row["status"]] = report.by_status.get(row["status"], 0) + 1
     store = DatasetStore(out_dir, provenance(hardware, target_json, protocol_json))

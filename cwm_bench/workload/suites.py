@@ -9,12 +9,14 @@ from cwm_bench.workload.operators import MINI_OPERATORS, OPERATORS, operator_wor
 from cwm_bench.workload.workload import Workload
 
 RELEASE_NETWORKS = ("resnet18", "resnet50", "mobilenet_v2", "bert_base_layer", "vit_b16_block")
+GPU_NETWORKS = ("bert_base_layer", "resnet50")  # GPU device time is scarce: two networks, two families
 
 SUITES: dict[str, str] = {
     "mini": "4 small operators (matmul, conv2d, depthwise conv2d, softmax); seconds to collect",
     "operators": f"{len(OPERATORS)} standalone operators at shapes from real networks",
     "networks": "every fused task of " + ", ".join(RELEASE_NETWORKS),
     "cpu-v0": "the release suite: `networks` + `operators`",
+    "gpu-v0": "the GPU release suite: `mini` + every fused task of " + ", ".join(GPU_NETWORKS),
 }
 
 
@@ -22,10 +24,10 @@ class UnknownSuiteError(ValueError):
     pass
 
 
-def _network_sources(target_kind: str) -> list[Callable[[], list[Workload]]]:
+def _network_sources(target_kind: str, names=RELEASE_NETWORKS) -> list[Callable[[], list[Workload]]]:
     from cwm_bench.workload.relax_import import network_workloads
 
-    return [lambda name=name: network_workloads(name, target_kind) for name in RELEASE_NETWORKS]
+    return [lambda name=name: network_workloads(name, target_kind) for name in names]
 
 
 # Families held out by the `by_operator` split come first, so any prefix of a long collection
@@ -54,6 +56,8 @@ def suite_sources(name: str, target_kind: str = "llvm") -> list[Callable[[], lis
         return _network_sources(target_kind)
     if name == "cpu-v0":
         return _network_sources(target_kind) + _operator_sources(OPERATORS)
+    if name == "gpu-v0":
+        return _operator_sources(MINI_OPERATORS) + _network_sources(target_kind, GPU_NETWORKS)
     raise UnknownSuiteError(f"unknown suite {name!r}; valid suites: {', '.join(SUITES)}")
 
 

@@ -60,3 +60,25 @@ def test_ingest_refuses_another_architecture(cuda_bundle, tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(_fake_results(cuda_bundle)))
     with pytest.raises(ValueError, match="sm_80"):
         ingest_cuda(cuda_bundle, str(tmp_path / "r.json"), str(tmp_path / "d.json"), str(tmp_path / "data"))
+
+
+def test_ingest_cli_takes_several_bundles_and_names_the_measurer(cuda_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from cwm_bench.cli import main
+
+    results, device = tmp_path / "results.json", tmp_path / "device.json"
+    results.write_text(json.dumps(_fake_results(cuda_bundle)))
+    device.write_text(json.dumps(FAKE_DEVICE))
+    out = tmp_path / "data"
+    args = ["ingest-cuda", cuda_bundle, cuda_bundle, "--results", str(results), "--device", str(device),
+            "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "3 records added" in result.output and "0 records added" in result.output  # second time: nothing new
+    rows = pq.read_table(str(out / "records")).to_pylist()
+    assert len(rows) == 3 and {r["measured_by"] for r in rows} == {"cuda_measure"}
+    other = dict(FAKE_DEVICE, tvm_device=dict(FAKE_DEVICE["tvm_device"], compute_version="8.6"))
+    device.write_text(json.dumps(other))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "sm_86" in result.output and "Traceback" not in result.output
