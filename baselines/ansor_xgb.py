@@ -16,6 +16,7 @@ summing a program's store features into one vector (as TenSet's "sum" feature po
 
 from __future__ import annotations
 
+import abc
 import os
 from typing import Any, ClassVar
 
@@ -89,11 +90,12 @@ class _Progress(xgb.callback.TrainingCallback):
 
 
 class _XGBBase(CostModel):
-    """Shared: config handling, boosting with early stopping, JSON save/load."""
-
-    trainable: ClassVar[bool] = True
+    """Shared: config handling, boosting with early stopping (from scratch or on top of a loaded
+    booster), JSON save/load."""
 
     defaults = DEFAULTS
+    # Boosting more trees on a loaded booster works with any booster parameters for the new trees.
+    fine_tune_options: ClassVar[frozenset[str]] = frozenset(DEFAULTS)
 
     def __init__(self, **config: Any):
         super().__init__(**config)
@@ -104,6 +106,18 @@ class _XGBBase(CostModel):
     def is_fitted(self) -> bool:
         return self.booster is not None
 
+    def fit(self, train: Records, progress: bool = True) -> None:
+        self._train(train, progress, init=None)
+
+    def fine_tune(self, train: Records, progress: bool = True) -> None:
+        """Boost up to `num_boost_round` more trees on the loaded booster (XGBoost's `xgb_model`), with
+        the same early stopping as `fit`: the new trees start from the loaded model's predictions."""
+        self._train(train, progress, init=self._require_booster())
+
+    @abc.abstractmethod
+    def _train(self, train: Records, progress: bool, init: xgb.Booster | None) -> None:
+        """Boost on `train`, from scratch or (`init`) on top of a loaded booster."""
+
     def _booster_params(self, **extra: Any) -> dict[str, Any]:
         keys = ("max_depth", "gamma", "min_child_weight", "eta", "seed", "tree_method")
         params = {k: self.params[k] for k in keys}
@@ -112,13 +126,14 @@ class _XGBBase(CostModel):
         return {**params, **extra}
 
     def _boost(self, params: dict, dtrain: xgb.DMatrix, watch: xgb.DMatrix, metric, progress: bool,
-               obj=None) -> None:
+               obj=None, init: xgb.Booster | None = None) -> None:
         callbacks = [_Progress(self.params["num_boost_round"], f"{self.name} rounds")] if progress else []
         booster = xgb.train({**params, "disable_default_eval_metric": 1}, dtrain,
                             num_boost_round=self.params["num_boost_round"], obj=obj, evals=[(watch, "valid")],
                             custom_metric=metric, early_stopping_rounds=self.params["early_stopping_rounds"],
-                            verbose_eval=False, callbacks=callbacks)
-        # Trees after the best round only fit noise in the held-out slice's eyes: drop them.
+                            verbose_eval=False, callbacks=callbacks, xgb_model=init)
+        # Trees after the best round only fit noise in the held-out slice's eyes: drop them. With
+        # `init`, best_iteration counts the loaded trees too, and is never before the first new one.
         self.booster = booster[: booster.best_iteration + 1]
 
     def _require_booster(self) -> xgb.Booster:
@@ -141,7 +156,7 @@ class _XGBBase(CostModel):
 class AnsorXGBModel(_XGBBase):
     """TVM MetaSchedule's `XGBModel` recipe (pack-sum squared error on min_cost/cost), offline."""
 
-    def fit(self, train: Records, progress: bool = True) -> None:
+    def _train(self, train: Records, progress: bool, init: xgb.Booster | None) -> None:
         x, ids = store_rows(train)
         has_stores = np.bincount(ids, minlength=len(train)) > 0  # TVM drops programs without stores
         programs = np.flatnonzero(has_stores)
@@ -159,7 +174,7 @@ class AnsorXGBModel(_XGBBase):
         def metric(pred: np.ndarray, _: xgb.DMatrix) -> tuple[str, float]:
             return d_valid.rmse(pred)
 
-        self._boost(self._booster_params(), d_train.dmatrix, d_valid.dmatrix, metric, progress, obj=obj)
+        self._boost(self._booster_params(), d_train.dmatrix, d_valid.dmatrix, metric, progress, obj=obj, init=init)
 
     def score(self, records: Records) -> np.ndarray:
         booster = self._require_booster()
@@ -199,7 +214,7 @@ class _PackSum:
 class AnsorXGBRankModel(_XGBBase):
     """Same features, `rank:pairwise` within each workload; a program = the sum of its store features."""
 
-    def fit(self, train: Records, progress: bool = True) -> None:
+    def _train(self, train: Records, progress: bool, init: xgb.Booster | None) -> None:
         x = program_features(train)
         tasks = train.task_ids()
         label = relative_throughput(train.latency(), tasks)
@@ -215,7 +230,7 @@ class AnsorXGBRankModel(_XGBBase):
         # ("topk") focuses on the top of each list, which is LambdaMART's NDCG-style weighting.
         params = self._booster_params(objective="rank:pairwise", lambdarank_pair_method="mean",
                                       lambdarank_num_pair_per_sample=8)
-        self._boost(params, d_train, d_watch, metric, progress)
+        self._boost(params, d_train, d_watch, metric, progress, init=init)
 
     def score(self, records: Records) -> np.ndarray:
         return self._require_booster().predict(xgb.DMatrix(program_features(records))).astype(np.float64)

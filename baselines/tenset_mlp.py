@@ -13,7 +13,7 @@ and batches are groups of tasks (`ranking_loss.task_batches`) instead of mixed 5
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -83,6 +83,8 @@ class TenSetMLPModel(CostModel):
     """`create_model("tenset-mlp", hidden=256, layers=2, epochs=50, lr=7e-4, tasks_per_batch=4, seed=0)`."""
 
     defaults = DEFAULTS
+    fine_tune_options: ClassVar[frozenset[str]] = frozenset(
+        {"epochs", "lr", "tasks_per_batch", "group_size", "seed", "device"})
 
     def __init__(self, **config: Any):
         super().__init__(**config)
@@ -107,6 +109,18 @@ class TenSetMLPModel(CostModel):
         peak = np.abs(stacked).max(axis=0) if len(stacked) else np.ones(NUM_FEATURES, np.float32)
         self.scale = torch.from_numpy(np.where(peak > 0, peak, 1.0).astype(np.float32))
         self.net = self._build()
+        self._train(train, features, progress)
+
+    def fine_tune(self, train: Records, progress: bool = True) -> None:
+        """Continue LambdaRank training from the loaded weights (config `epochs` and `lr`: pass fewer or
+        lower with `--config`). The checkpoint's feature scale is kept: the weights were learned on
+        inputs divided by it, so re-deriving it from new records would shift every input."""
+        if not self.is_fitted:
+            raise RuntimeError("tenset-mlp: fine_tune() needs a fitted model; load_weights() or fit() first")
+        self._train(train, train.features(), progress)
+
+    def _train(self, train: Records, features: list[np.ndarray], progress: bool) -> None:
+        assert self.net is not None and self.scale is not None
         stores = _Stores(features, self.scale, self.config["device"])
         net = self.net
 

@@ -20,7 +20,7 @@ import math
 import os
 import re
 import zlib
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -156,6 +156,8 @@ class TLPModel(CostModel):
     """`create_model("tlp", d_model=64, layers=2, heads=4, max_len=256, epochs=30, lr=1e-3, seed=0)`."""
 
     defaults = DEFAULTS
+    fine_tune_options: ClassVar[frozenset[str]] = frozenset(
+        {"epochs", "lr", "tasks_per_batch", "group_size", "seed", "device", "dropout"})
 
     def __init__(self, **config: Any):
         super().__init__(**config)
@@ -180,6 +182,37 @@ class TLPModel(CostModel):
         names = sorted({a["kind"] for actions in sequences for a in actions})
         self.kinds = {k: i + 2 for i, k in enumerate(names)}
         self.net = self._build()
+        self._train(train, sequences, progress)
+
+    def fine_tune(self, train: Records, progress: bool = True) -> None:
+        """Continue LambdaRank training from the loaded weights (config `epochs` and `lr`: pass fewer or
+        lower with `--config`). Action kinds the checkpoint never saw (another target's primitives, e.g.
+        thread binding on a GPU) get new embedding rows instead of all collapsing into <unk>."""
+        if self.net is None:
+            raise RuntimeError("tlp: fine_tune() needs a fitted model; load_weights() or fit() first")
+        sequences = train.actions()
+        self._add_kinds({a["kind"] for actions in sequences for a in actions})
+        self._train(train, sequences, progress)
+
+    def _add_kinds(self, names: set[str]) -> None:
+        """Append unseen kinds to the vocabulary; learned embedding rows keep their ids, new rows get a
+        seeded init. Ids stay contiguous, so the saved vocabulary (ordered by id) reloads as is."""
+        assert self.net is not None
+        new = sorted(set(names) - self.kinds.keys())
+        if not new:
+            return
+        for kind in new:
+            self.kinds[kind] = len(self.kinds) + 2
+        old = self.net.kind
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.config["seed"]))
+            grown = torch.nn.Embedding(len(self.kinds) + 2, old.embedding_dim, padding_idx=PAD)
+        with torch.no_grad():
+            grown.weight[:old.num_embeddings] = old.weight
+        self.net.kind = grown.to(old.weight.device)
+
+    def _train(self, train: Records, sequences: list[list[dict]], progress: bool) -> None:
+        assert self.net is not None
         tokens, net, device = Tokens(sequences, self.kinds, self.config), self.net, self.config["device"]
         c = self.config
         fit_ranker(net, lambda rows: net(*tokens.batch(rows, device)), train.latency(), train.task_ids(),

@@ -47,6 +47,7 @@ class EvaluationResult:
     created_at: str  # ISO 8601, UTC
     schema_version: str = RESULT_SCHEMA_VERSION
     notes: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None  # the row name in reports when set (e.g. "tlp fine-tuned (300)"); else `model`
 
     def to_dict(self) -> dict[str, Any]:
         return _nan_to_none(dataclasses.asdict(self))
@@ -78,6 +79,8 @@ def validate_result(data: dict) -> None:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             raise ResultSchemaError(f"field {name!r} must be {expected}, got {type(value).__name__}")
+    if not isinstance(data.get("label"), str | type(None)):  # optional: older files have none
+        raise ResultSchemaError(f"field 'label' must be str or null, got {type(data['label']).__name__}")
     if data["split"] not in ("all", "within_task", "by_network", "by_operator"):
         raise ResultSchemaError(f"field 'split' is {data['split']!r}")
     if len(data["dataset_sha256"]) != 64:

@@ -1,8 +1,8 @@
 """Leaderboard-style report of evaluation results: a Markdown table and a bar chart with CIs.
 
 Reads the JSON files `cwm-bench evaluate` writes (schema and validator: `cwm_bench/results.py`):
-`model`, `split`, `dataset_id`, and under `metrics` one `{"mean", "weighted_mean", "ci_low",
-"ci_high"}` dict per metric (null where undefined).
+`model` (or `label`, when set), `split`, `dataset_id`, and under `metrics` one `{"mean",
+"weighted_mean", "ci_low", "ci_high"}` dict per metric (null where undefined).
 """
 
 from __future__ import annotations
@@ -56,8 +56,13 @@ def _cell(entry: Any) -> str:
     return f"{mean:.3f} ± {(high - low) / 2:.3f}"
 
 
+def _name(r: dict[str, Any]) -> str:
+    """A row's model column: the result's label when `evaluate --label` set one, else the model name."""
+    return r.get("label") or r["model"]
+
+
 def _label(r: dict[str, Any], with_dataset: bool) -> list[str]:
-    return [r["model"], r["split"], *([r["dataset_id"]] if with_dataset else [])]
+    return [_name(r), r["split"], *([r["dataset_id"]] if with_dataset else [])]
 
 
 def _several_datasets(results: list[dict[str, Any]]) -> bool:
@@ -69,7 +74,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     several = _several_datasets(results)
     header = ["model", "split", *(["dataset"] if several else []), *(title for _, title in COLUMNS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * (len(header) - len(COLUMNS)) + "---:|" * len(COLUMNS)]
-    for r in sorted(results, key=lambda r: (r["dataset_id"], r["split"], r["model"])):
+    for r in sorted(results, key=lambda r: (r["dataset_id"], r["split"], _name(r))):
         cells = [*_label(r, several), *(_cell(r["metrics"].get(key)) for key, _ in COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -83,7 +88,7 @@ def bar_chart(results: list[dict[str, Any]], png: str, metric: str = "opa") -> N
     rows = [r for r in results if _number((r["metrics"].get(metric) or {}).get("mean")) is not None]
     if not rows:
         raise ResultsReportError(f"no result file has a value for metric {metric!r}")
-    rows.sort(key=lambda r: (r["dataset_id"], r["split"], r["model"]))
+    rows.sort(key=lambda r: (r["dataset_id"], r["split"], _name(r)))
     several = _several_datasets(rows)
     means = [float(r["metrics"][metric]["mean"]) for r in rows]
     lows = [_number(r["metrics"][metric].get("ci_low")) for r in rows]

@@ -385,8 +385,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         l2 = int(device["tvm_device"].get("l2_cache_size_bytes") or 0) or 64 * 2**20
         session.flush_bytes = 2 * l2 if args.l2_flush else 0
-        groups = [(bundle, manifest["workloads"][wid], items)
-                  for bundle, manifest in work for wid, items in plan(manifest, args.limit).items()]
+        per_bundle = [[(bundle, manifest["workloads"][wid], items) for wid, items in plan(manifest, args.limit).items()]
+                      for bundle, manifest in work]
+        # Round-robin over bundles: a run cut by --deadline still covers tasks of every bundle.
+        groups = [g for i in range(max(map(len, per_bundle), default=0)) for b in per_bundle if i < len(b)
+                  for g in [b[i]]]
         run_pass(session, groups, os.path.join(args.out, "results.json"), started)
         session.worker.kill()
         if args.remeasure_fraction > 0:

@@ -27,6 +27,7 @@ def report_cmd(results: tuple[str, ...], png: str | None, metric: str) -> None:
 
 
 SPLIT_SCHEMES = ("all", "within_task", "by_network", "by_operator")
+TRAINING_FILE = "training.json"  # beside a checkpoint: what `train` fitted it on (copied into result notes)
 
 
 def _records_of(data_dir: str, split: str, side: str):
@@ -75,6 +76,62 @@ def _create_model(name: str, config: dict):
         raise click.BadParameter(f"{name}: {exc}", param_hint="--config") from exc
 
 
+def _init_model(init_dir: str, name: str, config: dict):
+    """The model of checkpoint `init_dir`, to continue training: it must be a `name` checkpoint, and
+    `config` may change only the options its class lists in `fine_tune_options`."""
+    from cwm_bench.model import CheckpointMismatchError, load_checkpoint
+    from cwm_bench.model.base import read_checkpoint_config
+    from cwm_bench.model.registry import UnknownModelError, model_class
+
+    try:
+        model_class(name)
+    except UnknownModelError as exc:
+        raise click.BadParameter(str(exc), param_hint="--model") from exc
+    try:
+        saved, _ = read_checkpoint_config(init_dir)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise click.BadParameter(f"{init_dir}: not a readable checkpoint ({exc})", param_hint="--init") from exc
+    if saved != name:
+        raise click.BadParameter(f"{init_dir} is a {saved!r} checkpoint, but --model is {name!r}", param_hint="--init")
+    try:
+        return load_checkpoint(init_dir, model=name, overrides=config)
+    except CheckpointMismatchError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from exc
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(f"{name}: {exc}", param_hint="--config") from exc
+
+
+def _read_training(checkpoint: str) -> dict | None:
+    import json
+    import os
+
+    path = os.path.join(checkpoint, TRAINING_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _write_training(out_dir: str, data_dir: str, split: str, records, init_dir: str | None,
+                    max_train_records: int | None, seed: int) -> None:
+    """Record beside the checkpoint what it was trained on (and, through `init`, what before), so a
+    result of a fine-tuned model says which records of which hardware made it."""
+    import json
+    import os
+
+    from cwm_bench.results import dataset_digest
+
+    training = {"dataset_id": os.path.basename(os.path.normpath(os.path.abspath(data_dir))),
+                "dataset_sha256": dataset_digest(data_dir)[0], "split": split,
+                "side": "all" if split == "all" else "train", "records": len(records),
+                "tasks": len(set(records.task_ids())), "max_train_records": max_train_records,
+                "sample_seed": seed if max_train_records is not None else None,
+                "init": os.path.abspath(init_dir) if init_dir else None,
+                "init_training": _read_training(init_dir) if init_dir else None}
+    with open(os.path.join(out_dir, TRAINING_FILE), "w") as handle:
+        json.dump(training, handle, indent=1, sort_keys=True)
+
+
 @main.command()
 @click.option("--model", "model_name", required=True, help="A registered model (e.g. ansor-xgb, tenset-mlp).")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
@@ -83,24 +140,53 @@ def _create_model(name: str, config: dict):
               help="all: every ok record (collection folders). A scheme: that scheme's train side (release folders).")
 @click.option("--config", "config_json", default=None, help="Model options as a JSON object, or a JSON file.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Checkpoint folder to write.")
+@click.option("--init", "init_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Continue training this checkpoint of the same --model (fine-tuning); --config may change only "
+                   "training options (e.g. epochs, lr, num_boost_round).")
+@click.option("--max-train-records", type=click.IntRange(min=1), default=None,
+              help="Train on a seeded random sample of this many records of the train side.")
+@click.option("--seed", "sample_seed", type=int, default=None,
+              help="Seed of the --max-train-records sample (default 0). The model's own seed is a --config option.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def train(model_name: str, data_dir: str, split: str, config_json: str | None, out_dir: str,
-          no_progress: bool) -> None:
+def train(model_name: str, data_dir: str, split: str, config_json: str | None, out_dir: str, init_dir: str | None,
+          max_train_records: int | None, sample_seed: int | None, no_progress: bool) -> None:
     """Fit a cost model on a dataset's training records and save a checkpoint (no pickles).
 
     \b
     cwm-bench train --model ansor-xgb --data release/cpu-v0 --split by_network --out ckpt/xgb
     cwm-bench evaluate --model ckpt/xgb --data release/cpu-v0 --split by_network --json xgb.json
+    cwm-bench train --model ansor-xgb --init ckpt/xgb --data release/gpu-v0 --split by_network \\
+        --max-train-records 300 --out ckpt/xgb-gpu300     # fine-tune on 300 records of other hardware
     """
+    import os
     import time
 
-    model = _create_model(model_name, _model_config(config_json))
+    if sample_seed is not None and max_train_records is None:
+        raise click.BadParameter("seeds the --max-train-records sample; give that too", param_hint="--seed")
+    if init_dir is not None and os.path.realpath(init_dir) == os.path.realpath(out_dir):
+        raise click.BadParameter("must differ from --init (the checkpoint to start from stays as it is)",
+                                 param_hint="--out")
+    config = _model_config(config_json)
+    model = _create_model(model_name, config) if init_dir is None else _init_model(init_dir, model_name, config)
     records = _records_of(data_dir, split, "train")
+    available = len(records)
+    seed = 0 if sample_seed is None else sample_seed
+    if max_train_records is not None:
+        records = records.sample(max_train_records, seed)
     tasks = len(set(records.task_ids()))
-    click.echo(f"training {model_name} on {len(records):,} records of {tasks} tasks ({split})", err=True)
+    sampled = f" (a seed-{seed} sample of {available:,})" if len(records) < available else ""
+    start = f"fine-tuning {init_dir}" if init_dir else f"training {model_name}"
+    click.echo(f"{start} on {len(records):,} records{sampled} of {tasks} tasks ({split})", err=True)
     started = time.perf_counter()
-    model.fit(records, progress=not no_progress)
+    try:
+        if init_dir is None:
+            model.fit(records, progress=not no_progress)
+        else:
+            model.fine_tune(records, progress=not no_progress)
+    except NotImplementedError as exc:
+        raise click.ClickException(str(exc)) from exc
     model.save(out_dir)
+    _write_training(out_dir, data_dir, split, records, init_dir, max_train_records, seed)
     click.echo(f"wrote {out_dir} ({time.perf_counter() - started:.1f} s)")
 
 
@@ -114,7 +200,10 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
               help="all: every ok record. A scheme: that scheme's test side.")
 @click.option("--json", "json_out", required=True, type=click.Path(dir_okay=False), help="Result file to write.")
 @click.option("--config", "config_json", default=None, help="Options of a model given by name (JSON).")
-def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_json: str | None) -> None:
+@click.option("--label", default=None,
+              help="Row name in `cwm-bench report` instead of the model's name (e.g. fine-tuned vs zero-shot).")
+def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_json: str | None,
+             label: str | None) -> None:
     """Score the test records with a model and write every ranking metric, with provenance, as JSON.
 
     Metrics are computed per task, then averaged over tasks (plain and weighted by how often the
@@ -143,7 +232,7 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
         checkpoint = os.path.abspath(model_ref)
     else:
         model = _create_model(model_ref, _model_config(config_json))
-        if getattr(model, "trainable", True) and not getattr(model, "is_fitted", False):
+        if model.trainable and not getattr(model, "is_fitted", False):
             raise click.BadParameter(f"{model_ref!r} must be trained first: `cwm-bench train --model {model_ref} "
                                      f"... --out CKPT`, then `--model CKPT`", param_hint="--model")
     side = "all" if split == "all" else "test"
@@ -161,15 +250,17 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
     metrics = Evaluator(ceiling=ceiling).eval({"task_id": records.task_ids(), "y_true_latency": records.latency(),
                                                "y_score": scores, "task_weight": weights})
     digest, files = dataset_digest(data_dir)
+    training = _read_training(checkpoint) if checkpoint else None  # what the checkpoint was trained on
     result = EvaluationResult(
         model=model.name, model_config=model.config, checkpoint=checkpoint,
         dataset_id=os.path.basename(os.path.normpath(os.path.abspath(data_dir))), dataset_sha256=digest,
         dataset_files=files, split=split, split_side=side, num_tasks=metrics["num_tasks"],
         num_programs=metrics["num_programs"], metrics={m: metrics[m] for m in TASK_METRICS},
         per_task=metrics["per_task"], versions=package_versions(), git_commit=git_commit(), created_at=utc_now(),
-        notes={"score_seconds": round(score_s, 3), "noise_ceiling_opa": ceiling["opa"] if ceiling else None})
+        notes={"score_seconds": round(score_s, 3), "noise_ceiling_opa": ceiling["opa"] if ceiling else None,
+               **({"training": training} if training else {})}, label=label)
     result.write(json_out)
-    click.echo(f"{model.name} on {result.dataset_id} ({split}, {side}): {result.num_programs:,} programs, "
+    click.echo(f"{label or model.name} on {result.dataset_id} ({split}, {side}): {result.num_programs:,} programs, "
                f"{result.num_tasks} tasks")
     for m in TASK_METRICS:
         e = metrics[m]

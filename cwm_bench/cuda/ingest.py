@@ -17,7 +17,6 @@ from cwm_bench.rows.records import provenance
 from cwm_bench.rows.schema import STATUSES
 from cwm_bench.rows.store import DatasetStore
 
-
 MEASURED_BY = "cuda_measure"  # tools/cuda_measure.py on the GPU machine; the GPU is in the hw_* columns
 
 

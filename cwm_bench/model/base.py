@@ -15,12 +15,21 @@ from cwm_bench.model.records import Records
 CONFIG_FILE = "config.json"
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint cannot start the requested training: another model, or a config it cannot honour."""
+
+
 class CostModel(abc.ABC):
     """Subclass, decorate with `@register_model("name")`, implement `fit`, `score`, `save_weights`,
-    `load_weights`. Constructor keyword arguments are the model's config (JSON-serializable)."""
+    `load_weights` (and `fine_tune` to continue training from a checkpoint). Constructor keyword
+    arguments are the model's config (JSON-serializable)."""
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any] | None] = None  # when set: options are checked and defaults filled in
+    trainable: ClassVar[bool] = True  # False: nothing to learn (floors), usable without a checkpoint
+    # Options that may differ from a checkpoint's when training continues from it (training
+    # hyper-parameters). Every other option fixes what the saved weights mean, so it must match.
+    fine_tune_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **config: Any):
         if self.defaults is not None:
@@ -39,6 +48,13 @@ class CostModel(abc.ABC):
     def score(self, records: Records) -> np.ndarray:
         """One float per record; higher means predicted faster. Compared only within a task."""
 
+    def fine_tune(self, train: Records, progress: bool = True) -> None:
+        """Continue training the current state (a loaded checkpoint) on `train`, e.g. another
+        hardware's records. Models with nothing to learn do nothing; others must override this."""
+        if self.trainable:
+            raise NotImplementedError(f"{self.name or type(self).__name__} cannot continue training from a "
+                                      f"checkpoint; train it from scratch instead")
+
     def save_weights(self, folder: str) -> None:  # noqa: B027  (models without weights need nothing)
         """Write learned state into `folder` (safetensors, XGBoost JSON, ...: never pickle)."""
 
@@ -52,15 +68,36 @@ class CostModel(abc.ABC):
         self.save_weights(folder)
 
 
-def load_checkpoint(folder: str) -> CostModel:
-    """Rebuild a saved model: its registered class from config.json, then its weights."""
-    from cwm_bench.model.registry import create_model
-
+def read_checkpoint_config(folder: str) -> tuple[str, dict[str, Any]]:
+    """The model name and config a checkpoint folder was saved with."""
     path = os.path.join(folder, CONFIG_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}; not a cwm-bench checkpoint")
     with open(path) as handle:
         saved = json.load(handle)
-    model = create_model(saved["model"], **saved["config"])
-    model.load_weights(folder)
-    return model
+    return saved["model"], saved["config"]
+
+
+def load_checkpoint(folder: str, model: str | None = None, overrides: dict[str, Any] | None = None) -> CostModel:
+    """Rebuild a saved model: its registered class from config.json, then its weights.
+
+    To continue training, name the `model` expected and any `overrides` of its config: a checkpoint of
+    another model, or an override of an option outside the class's `fine_tune_options`, raises
+    `CheckpointMismatchError`."""
+    from cwm_bench.model.registry import create_model, model_class
+
+    name, config = read_checkpoint_config(folder)
+    if model is not None and model != name:
+        raise CheckpointMismatchError(f"{folder} is a {name!r} checkpoint, not {model!r}")
+    overrides = overrides or {}
+    if overrides:
+        allowed = model_class(name).fine_tune_options
+        fixed = sorted(k for k, v in overrides.items() if k in config and config[k] != v and k not in allowed)
+        if fixed:
+            raise CheckpointMismatchError(
+                f"{name}: option(s) {fixed} differ from the checkpoint's ("
+                + ", ".join(f"{k}={config[k]!r}" for k in fixed) + "); only "
+                + (", ".join(sorted(allowed)) or "none") + " may change when training continues")
+    instance = create_model(name, **{**config, **overrides})
+    instance.load_weights(folder)
+    return instance

@@ -7,6 +7,7 @@ hidden on leaderboard test sets.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,20 @@ class Records:
 
     def take(self, indices) -> Records:
         return Records(self.table.take(pa.array(indices, type=pa.int64())), self.workloads)
+
+    def sample(self, n: int, seed: int = 0) -> Records:
+        """`n` records (all if fewer), picked by a seeded hash of `record_id` and kept in table order.
+
+        A function of the ids alone, as the splits are: the same records whatever the row order or
+        the shards, and with one seed a smaller `n` picks a subset of a larger one's."""
+        if n < 0:
+            raise ValueError(f"cannot sample {n} records")
+        if n >= len(self):
+            return self
+        # "sample:" keeps these coins apart from the within_task split's sha256(seed, record_id)
+        keys = np.array([int.from_bytes(hashlib.sha256(f"sample:{seed}:{i}".encode()).digest()[:8], "big")
+                         for i in self.table.column("record_id").to_pylist()], dtype=np.uint64)
+        return self.take(np.sort(np.argsort(keys, kind="stable")[:n]))
 
     def without_labels(self) -> Records:
         keep = [c for c in self.table.column_names if c != LABEL_COLUMN]
