@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/cwm-device.XXXXXX)
 mkdir -p "$out"
 tar -xJf "$payload/runtime.tar.xz" -C "$work"
-tar -xJf "$payload/bundles.tar.xz" -C "$work"
+for archive in "$payload"/bundles/*.tar.xz; do tar -xJf "$archive" -C "$work"; done
 export TVM_USE_RUNTIME_LIB=1 PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi -L || true
 python3 --version

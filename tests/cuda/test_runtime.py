@@ -24,8 +24,8 @@ assert (b.numpy() == 2 * np.arange(16)).all()
 print(len(m.time_evaluator("main", tvm.cpu(0), number=2, repeat=2)(a, b).results))
 # the device's loader asks this callback for each kernel's binary: served from the bundle by digest
 sys.path.insert(0, sys.argv[3])
-import cuda_measure
-cuda_measure.serve_device_binaries([sys.argv[4]])
+import cuda_worker
+cuda_worker.serve_device_binaries([sys.argv[4]])
 compile_cuda = tvm.get_global_func("tvm_callback_cuda_compile")
 assert compile_cuda("__global__ void k() {}") == b"\x7fELF cubin"
 try:
@@ -70,9 +70,13 @@ def test_payload_unpacks_and_the_device_script_stops_cleanly_without_a_gpu(cuda_
     assert (runtime / "site" / "tvm" / "lib" / "libtvm_runtime_cuda.so").exists()
     payload = tmp_path / "payload"
     sizes = pack_for_device.pack(str(runtime), [cuda_bundle], str(payload))
-    assert set(sizes) == {"runtime.tar.xz", "bundles.tar.xz"} and sum(sizes.values()) < 20 * 2**20
     (name,) = (payload / "bundles.txt").read_text().split()
-    with tarfile.open(payload / "bundles.tar.xz") as archive:
+    archive_name = "bundles/" + name.removeprefix("bundles/").replace("/", "--") + ".tar.xz"
+    assert set(sizes) == {"runtime.tar.xz", archive_name} and sum(sizes.values()) < 20 * 2**20
+    packed_at = os.path.getmtime(payload / archive_name)
+    pack_for_device.pack(str(runtime), [cuda_bundle], str(payload))
+    assert os.path.getmtime(payload / archive_name) == packed_at  # up to date: not packed again
+    with tarfile.open(payload / archive_name) as archive:
         members = set(archive.getnames())
     assert f"{name}/manifest.json" in members and not any(m.endswith(".parquet") for m in members)
     assert any(m.startswith(f"{name}/kernels/") and m.endswith(".cubin") for m in members)
@@ -91,9 +95,9 @@ def test_payload_unpacks_and_the_device_script_stops_cleanly_without_a_gpu(cuda_
 
 
 def test_worker_answers_or_reports_an_error(tools_on_path):
-    import cuda_measure
+    import cuda_worker
 
-    worker = cuda_measure.WorkerProcess(timeout=120)
+    worker = cuda_worker.WorkerProcess(timeout=120)
     try:
         status, value = worker.call("info")
     finally:
