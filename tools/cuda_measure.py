@@ -255,6 +255,7 @@ def run_pass(session: Session, groups: list, out_path: str, started: float, labe
 def summary(args, session: Session, started: float, skipped: int) -> dict:
     return {"format": 1, "bundles": [os.path.basename(os.path.abspath(b)) for b in args.bundles],
             "protocol": session.protocol(), "seconds": round(time.time() - started, 1),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "unmeasured": skipped, "results": session.results}
 
 

@@ -24,7 +24,7 @@ DEVICE_FILES = ("manifest.json", "libs", "kernels")
 
 def _xz_tar(out_path: str, members: list[tuple[str, str]]) -> int:
     """A solid .tar.xz of (path on disk, name in archive) pairs; returns its size."""
-    with tarfile.open(out_path + ".partial", "w:xz", preset=6) as archive:
+    with tarfile.open(out_path + ".partial", "w:xz", preset=3) as archive:
         for path, name in members:
             archive.add(path, arcname=name)
     os.replace(out_path + ".partial", out_path)

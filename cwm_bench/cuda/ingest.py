@@ -52,18 +52,28 @@ def _load_json(path: str) -> dict:
         return json.load(handle)
 
 
+def _measured_at(results: dict, device: dict, results_path: str) -> dt.datetime:
+    """When the run ended (results.json's `finished_at`), else when it started (device.json), else the
+    file's mtime: copying the files around must not move the rows' time."""
+    for text in (results.get("finished_at"), device.get("collected_at")):
+        if text:
+            return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt.datetime.fromtimestamp(os.path.getmtime(results_path), dt.UTC)
+
+
 def ingest_cuda(bundle: str, results_path: str, device_path: str, out_dir: str) -> IngestReport:
     """Append the bundle's measured candidates (and its build errors) to the dataset in `out_dir`."""
     manifest = _load_json(os.path.join(bundle, MANIFEST))
     results = _load_json(results_path)
-    hardware = hardware_from_device(_load_json(device_path))
+    device = _load_json(device_path)
+    hardware = hardware_from_device(device)
     if hardware.arch != manifest["target"].get("arch"):
         raise ValueError(f"kernels were built for {manifest['target'].get('arch')} but measured on "
                          f"{hardware.arch} ({hardware.name})")
     protocol_json = json.dumps(results.get("protocol", {}), sort_keys=True)
     target_json = json.dumps(manifest["target"], sort_keys=True)
     measured = results.get("results", {})
-    stamp = dt.datetime.fromtimestamp(os.path.getmtime(results_path), dt.UTC)
+    stamp = _measured_at(results, device, results_path)
     report = IngestReport()
     rows = []
     for row in pq.read_table(os.path.join(bundle, PENDING)).to_pylist():
