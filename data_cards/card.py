@@ -85,11 +85,12 @@ def _front_matter(stats: dict, name: str) -> dict:
         "size_categories": [next((c for limit, c in _SIZES if stats["records"] < limit), "n>100M")],
         "configs": [{"config_name": c, "data_files": [{"split": v["split"], "path": v["data_files"]}],
                      **({"default": True} if c == "records" else {})} for c, v in configs.items()],
-        # num_examples is checked by `datasets` on load. num_bytes/dataset_size (in-memory Arrow size) are
-        # left out: Parquet metadata underestimates them ~2x and computing them means reading every column.
+        # `datasets` reads a split only with name, num_examples and num_bytes (the Arrow size in memory).
         "dataset_info": [{"config_name": c, "features": v["features"],
-                          "splits": [{"name": v["split"], "num_examples": v["num_examples"]}],
-                          "download_size": v["download_size"]} for c, v in configs.items()],
+                          "splits": [{"name": v["split"], "num_bytes": v["num_bytes"],
+                                      "num_examples": v["num_examples"]}],
+                          "download_size": v["download_size"], "dataset_size": v["num_bytes"]}
+                         for c, v in configs.items()],
     }
 
 
