@@ -222,7 +222,8 @@ def _limitations(s: dict) -> list[str]:
         return ["## Known limitations", "",
                 "- BatchNorm is not folded into convolutions by TVM's Relax tuning pipeline: network conv tasks "
                 "carry a per-channel epilogue, unlike TenSet's Relay-era tasks.",
-                f"- One GPU model ({len(s['hardware'])} hardware id): latencies do not transfer to other GPUs.",
+                f"- One GPU model ({len(s['hardware'])} hardware id{'s' if len(s['hardware']) > 1 else ''}): "
+                "latencies do not transfer to other GPUs.",
                 "- Candidates are random samples of the design spaces only (no cost-model-guided search yet), "
                 "so few programs are near each task's best.",
                 "- All workloads are float32: tensor-core (fp16/bf16) schedules are not covered.",

@@ -10,7 +10,8 @@ it up and calibrates calls per timing; then `--rounds` interleaved rounds (kerne
 per round) take `--repeats` timings each with TVM's time_evaluator, which times CUDA devices with
 CUDA events. By default (`--l2-flush`) the evaluator copies 2 x L2 bytes on the device before every
 timing and times single calls (cold L2); `--no-l2-flush` times warm loops of `--min-repeat-ms`.
-Kernels slower than `--kernel-budget-s` / rounds take fewer repeats (at least one per round).
+Kernels slower than `--kernel-budget-s` / (rounds x repeats) take fewer repeats (at least one a
+round). A workload's kernels are grouped across bundles, so they share the interleaved rounds.
 Outputs are compared with the workload's reference kernel (same random inputs). A kernel that
 hangs (`--timeout`) or crashes kills only the worker, which is restarted: its kernel is recorded as
 `timeout` / `run_error`. `--deadline` stops before the next workload once that many seconds passed.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import subprocess
@@ -32,7 +34,7 @@ import time
 
 from cuda_worker import WorkerProcess  # beside this script: python puts tools/ on sys.path
 
-NVIDIA_SMI_FIELDS = ("name", "memory.total", "clocks.max.sm", "clocks.max.memory", "clocks.sm",
+NVIDIA_SMI_FIELDS = ("name", "uuid", "memory.total", "clocks.max.sm", "clocks.max.memory", "clocks.sm",
                      "driver_version", "compute_cap", "pci.bus_id", "power.limit")
 
 
@@ -96,44 +98,69 @@ def device_info(worker: WorkerProcess) -> dict:
     return info
 
 
+MAX_RESTARTS = 3  # worker restarts per workload before its remaining kernels are given up
+
+
 class Session:
-    """One run over several bundles: the worker, the protocol, and every result so far."""
+    """One run over several bundles: the worker, the protocol, and every result so far.
+
+    A group is one workload: its spec (with `bundle`, where its reference lives) and its kernels
+    (each with `bundle`), gathered across bundles so that all of a task's kernels share rounds."""
 
     def __init__(self, args, flush_bytes: int):
         self.args = args
         self.worker = WorkerProcess(args.timeout)
         self.flush_bytes = flush_bytes
+        self.flush_requested = flush_bytes > 0
         self.flush_error: str | None = None
         self.rng = random.Random(args.seed)
         self.results: dict[str, dict] = {}
 
-    def _setup(self, bundle: str, spec: dict) -> bool:
-        """(Re)load the workload's inputs and reference in the worker; True if outputs can be checked."""
+    def _setup(self, spec: dict, items: list[dict]) -> tuple[bool, str | None]:
+        """(Re)load the workload's inputs and reference in the worker.
+        Returns (outputs can be checked, error if the workload cannot be set up at all)."""
         ref = spec.get("reference")
+        dirs = sorted({os.path.join(b, "kernels") for b in [spec["bundle"], *(c["bundle"] for c in items)]})
         request = {"arg_specs": spec["arg_specs"], "seed": self.args.seed, "flush_bytes": self.flush_bytes,
-                   "kernel_dirs": [os.path.join(bundle, "kernels")]}
+                   "kernel_dirs": dirs}
         status, value = self.worker.call("workload", timeout=max(self.args.timeout, 120),
-                                         reference=os.path.join(bundle, ref) if ref else None, **request)
+                                         reference=os.path.join(spec["bundle"], ref) if ref else None, **request)
         if status != "ok":
-            print(f"reference failed: {value}", file=sys.stderr)
+            print(f"{spec['task_name']}: reference failed: {value}", file=sys.stderr)
+            self.worker.kill()  # whatever failed may have poisoned the CUDA context
             status, value = self.worker.call("workload", timeout=max(self.args.timeout, 120), reference=None,
                                              **request)
-        if status == "ok" and value.get("flush_error") and self.flush_bytes:
-            # Cannot flush here: every later timing is warm, and the protocol says so.
+            if status != "ok":
+                return False, f"setup: {value}"
+        if value.get("flush_error") and self.flush_bytes:
+            # Cannot flush here: every later timing is a warm loop, and the protocol says from where.
             self.flush_error, self.flush_bytes = value["flush_error"], 0
+            self.flush_off_from = spec["task_name"]
             print(f"L2 flush unavailable, timing warm loops: {self.flush_error}", file=sys.stderr)
-        return status == "ok" and bool(value["reference"])
+        return bool(value["reference"]), None
 
-    def _load(self, bundle: str, c: dict, warmup: int) -> tuple[str, object]:
-        return self.worker.call("load", key=c["key"], lib=os.path.join(bundle, c["lib"]), warmup=warmup,
+    def _load(self, c: dict, warmup: int) -> tuple[str, object]:
+        return self.worker.call("load", key=c["key"], lib=os.path.join(c["bundle"], c["lib"]), warmup=warmup,
                                 min_repeat_ms=self.args.min_repeat_ms)
 
-    def _restart(self, bundle: str, spec: dict, live: list[dict]) -> bool:
-        """After a failure the worker may be gone: reload inputs and the kernels still measured."""
-        has_ref = self._setup(bundle, spec)
-        for c in live:
-            if self.results[c["key"]]["status"] == "ok":
-                self._load(bundle, c, warmup=0)
+    def _fail(self, c: dict, status: str, error: str) -> None:
+        self.results[c["key"]].update(status=status, error=error[-2000:])
+
+    def _restart(self, spec: dict, items: list[dict], live: list[dict], restarts: list[int]) -> bool:
+        """After a failure: a fresh worker (a CUDA error poisons the context of the process that saw it)
+        with the inputs and every kernel still ok reloaded. Returns whether outputs can be checked."""
+        self.worker.kill()
+        restarts[0] += 1
+        error = f"gave up after {MAX_RESTARTS} worker restarts in this workload" if restarts[0] > MAX_RESTARTS else None
+        has_ref = False
+        if error is None:
+            has_ref, error = self._setup(spec, items)
+        # on success reload what is loaded and still ok; on failure give up every kernel still ok
+        ok = [c for c in (items if error else live) if self.results[c["key"]]["status"] == "ok"]
+        for c in ok:
+            status, value = ("run_error", error) if error else self._load(c, warmup=0)
+            if status != "ok":
+                self._fail(c, status, f"reload: {value}")
         return has_ref
 
     def repeats_for(self, per_call_s: float) -> int:
@@ -141,49 +168,78 @@ class Session:
         fit = int(self.args.kernel_budget_s / max(per_call_s, 1e-9) / self.args.rounds)
         return max(1, min(self.args.repeats, fit))
 
-    def measure_group(self, bundle: str, spec: dict, items: list[dict]) -> None:
+    def measure_group(self, spec: dict, items: list[dict]) -> None:
         args, results = self.args, self.results
-        has_ref = self._setup(bundle, spec)
-        live, per_call = [], {}
         for c in items:
-            r = results[c["key"]] = {"status": "ok", "latencies_s": [], "error": None, "checked": False}
-            status, value = self._load(bundle, c, warmup=args.warmup)
+            results[c["key"]] = {"status": "ok", "latencies_s": [], "error": None, "checked": False}
+        has_ref, error = self._setup(spec, items)
+        if error:
+            for c in items:
+                self._fail(c, "run_error", error)
+            return
+        live, per_call, restarts = [], {}, [0]
+        for c in items:
+            if results[c["key"]]["status"] != "ok":
+                continue  # given up by a restart
+            status, value = self._load(c, warmup=args.warmup)
             if status != "ok":
-                r.update(status=status, error=f"load: {value}")
-                has_ref = self._restart(bundle, spec, live)
+                self._fail(c, status, f"load: {value}")
+                has_ref = self._restart(spec, items, live, restarts)
                 continue
             per_call[c["key"]] = value["per_call_s"]
             live.append(c)
         for _ in range(args.rounds):
             for c in self.rng.sample(live, len(live)):
-                r = results[c["key"]]
-                if r["status"] != "ok":
+                if results[c["key"]]["status"] != "ok":
                     continue
                 status, value = self.worker.call("time", key=c["key"], repeats=self.repeats_for(per_call[c["key"]]),
                                                  flush_bytes=self.flush_bytes)
                 if status == "ok":
-                    r["latencies_s"] += value["latencies_s"]
+                    results[c["key"]]["latencies_s"] += value["latencies_s"]
                     continue
-                r.update(status=status, error=f"time: {value}")
-                has_ref = self._restart(bundle, spec, live)
-        if has_ref and not args.no_check:
-            for c in live:
-                r = results[c["key"]]
-                if r["status"] == "ok":
-                    status, value = self.worker.call("check", key=c["key"], rtol=args.rtol, atol=args.atol)
-                    if status == "ok":
-                        r["checked"] = True
-                        if not value["match"]:
-                            r.update(status="wrong_result", error=f"max abs error {value['max_abs_error']:.3g}")
+                self._fail(c, status, f"time: {value}")
+                has_ref = self._restart(spec, items, live, restarts)
+        if not has_ref or args.no_check:
+            return
+        for c in live:
+            r = results[c["key"]]
+            if r["status"] != "ok":
+                continue
+            status, value = self.worker.call("check", key=c["key"], rtol=args.rtol, atol=args.atol)
+            if status != "ok":  # it crashed or hung on fresh inputs: not an ok kernel
+                self._fail(c, status, f"check: {value}")
+                if not self._restart(spec, items, live, restarts):
+                    return
+                continue
+            r["checked"] = True
+            if not value["match"]:
+                r.update(status="wrong_result", error=f"max abs error {value['max_abs_error']:.3g} "
+                                                      f"(allowed {value.get('allowed', '?')})")
 
     def protocol(self) -> dict:
         keys = ("rounds", "repeats", "min_repeat_ms", "warmup", "kernel_budget_s", "timeout", "rtol", "atol", "seed")
         protocol = {k: getattr(self.args, k) for k in keys}
-        protocol.update(device="cuda", l2_flush=bool(self.flush_bytes), l2_flush_bytes=self.flush_bytes,
+        protocol.update(device="cuda", l2_flush=self.flush_requested, l2_flush_bytes=self.flush_bytes,
                         timer="tvm time_evaluator (CUDA events)", kernels="cubin compiled at build time")
-        if self.flush_error:
-            protocol["l2_flush_error"] = self.flush_error
+        if self.flush_error:  # timings before that workload were flushed, later ones warm loops
+            protocol.update(l2_flush_error=self.flush_error, l2_flush_off_from=self.flush_off_from)
         return protocol
+
+
+def bundle_name(bundle: str) -> str:
+    """`.cuda/gpu-v0-s0/bundle-000` -> `gpu-v0-s0/bundle-000`, as `pack_for_device.py` names it."""
+    return "/".join(os.path.normpath(os.path.abspath(bundle)).split(os.sep)[-2:])
+
+
+def workload_groups(work: list[tuple[str, dict]], limit: int = 0) -> list[tuple[dict, list[dict]]]:
+    """(spec, kernels) per workload across all bundles, in first-seen order; every spec and kernel
+    carries the `bundle` it came from. `--limit` counts per bundle."""
+    groups: dict[str, tuple[dict, list[dict]]] = {}
+    for bundle, manifest in work:
+        for wid, items in plan(manifest, limit).items():
+            spec = groups.setdefault(wid, (dict(manifest["workloads"][wid], bundle=bundle), []))
+            spec[1].extend(dict(c, bundle=bundle) for c in items)
+    return list(groups.values())
 
 
 def write_json(path: str, value) -> None:
@@ -206,11 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         l2 = int(device["tvm_device"].get("l2_cache_size_bytes") or 0) or 64 * 2**20
         session.flush_bytes = 2 * l2 if args.l2_flush else 0
-        per_bundle = [[(bundle, manifest["workloads"][wid], items) for wid, items in plan(manifest, args.limit).items()]
-                      for bundle, manifest in work]
-        # Round-robin over bundles: a run cut by --deadline still covers tasks of every bundle.
-        groups = [g for i in range(max(map(len, per_bundle), default=0)) for b in per_bundle if i < len(b)
-                  for g in [b[i]]]
+        groups = workload_groups(work, args.limit)
         run_pass(session, groups, os.path.join(args.out, "results.json"), started)
         session.worker.kill()
         if args.remeasure_fraction > 0:
@@ -218,11 +270,12 @@ def main(argv: list[str] | None = None) -> int:
             again.rng = random.Random(args.seed + 1)  # another order; same inputs
             sample = random.Random(args.seed + 2)
             subsets = []
-            for bundle, spec, items in groups:
+            for spec, items in groups:
                 ok = [c for c in items if session.results.get(c["key"], {}).get("status") == "ok"]
-                subsets.append((bundle, spec, sample.sample(ok, round(len(ok) * min(1.0, args.remeasure_fraction)))))
+                share = math.ceil(len(ok) * min(1.0, args.remeasure_fraction))  # a 1-kernel task counts too
+                subsets.append((spec, sample.sample(ok, share)))
             try:
-                run_pass(again, [g for g in subsets if g[2]], os.path.join(args.out, "remeasure.json"), started,
+                run_pass(again, [g for g in subsets if g[1]], os.path.join(args.out, "remeasure.json"), started,
                          label="re-measure ")
             finally:
                 again.worker.kill()
@@ -234,13 +287,13 @@ def main(argv: list[str] | None = None) -> int:
 def run_pass(session: Session, groups: list, out_path: str, started: float, label: str = "") -> None:
     """Measure every group (workload) until the deadline; rewrite `out_path` after each."""
     args, skipped = session.args, 0
-    for i, (bundle, spec, items) in enumerate(groups):
+    for i, (spec, items) in enumerate(groups):
         if args.deadline and time.time() - started > args.deadline:
-            skipped = sum(len(items) for _, _, items in groups[i:])
+            skipped = sum(len(items) for _, items in groups[i:])
             print(f"{label}deadline: {len(groups) - i} workloads ({skipped} kernels) left unmeasured", file=sys.stderr)
             break
         t0 = time.time()
-        session.measure_group(bundle, spec, items)
+        session.measure_group(spec, items)
         ok = sum(session.results[c["key"]]["status"] == "ok" for c in items)
         print(f"{label}[{i + 1}/{len(groups)}] {spec['task_name']}: {ok}/{len(items)} ok in {time.time() - t0:.1f} s "
               f"({time.time() - started:.0f} s total)", file=sys.stderr, flush=True)
@@ -253,7 +306,7 @@ def run_pass(session: Session, groups: list, out_path: str, started: float, labe
 
 
 def summary(args, session: Session, started: float, skipped: int) -> dict:
-    return {"format": 1, "bundles": [os.path.basename(os.path.abspath(b)) for b in args.bundles],
+    return {"format": 1, "bundles": [bundle_name(b) for b in args.bundles],
             "protocol": session.protocol(), "seconds": round(time.time() - started, 1),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "unmeasured": skipped, "results": session.results}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 
 
@@ -51,8 +52,11 @@ def compile_device_code(host_module, target, out_dir: str) -> list[str]:
         if not os.path.exists(path):
             with target:
                 binary = nvcc.compile_cuda(source, target_format="cubin", compiler="nvcc")
-            with open(path + ".partial", "wb") as handle:
+            # parallel workers may compile the same source: each writes its own temp file, and the
+            # rename makes whichever finishes last the (identical) file
+            fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".partial")
+            with os.fdopen(fd, "wb") as handle:
                 handle.write(bytes(binary))
-            os.replace(path + ".partial", path)
+            os.replace(tmp, path)
         digests.append(digest)
     return digests

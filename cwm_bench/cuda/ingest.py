@@ -70,6 +70,10 @@ def ingest_cuda(bundle: str, results_path: str, device_path: str, out_dir: str) 
     if hardware.arch != manifest["target"].get("arch"):
         raise ValueError(f"kernels were built for {manifest['target'].get('arch')} but measured on "
                          f"{hardware.arch} ({hardware.name})")
+    listed = results.get("bundles") or []
+    name = "/".join(os.path.normpath(os.path.abspath(bundle)).split(os.sep)[-2:])
+    if any("/" in b for b in listed) and name not in listed:  # older results list basenames only
+        raise ValueError(f"{results_path} did not measure bundle {name} (it measured {', '.join(listed)})")
     protocol_json = json.dumps(results.get("protocol", {}), sort_keys=True)
     target_json = json.dumps(manifest["target"], sort_keys=True)
     measured = results.get("results", {})
@@ -87,7 +91,8 @@ def ingest_cuda(bundle: str, results_path: str, device_path: str, out_dir: str) 
                 raise ValueError(f"{results_path}: unknown status {result['status']!r} for {key}")
             latencies = [float(x) for x in result.get("latencies_s") or []]
             status = result["status"] if latencies or result["status"] != "ok" else "run_error"
-            row.update(status=status, latencies_s=latencies, error=result.get("error"),
+            error = result.get("error") or (None if status == result["status"] else "no timings recorded")
+            row.update(status=status, latencies_s=latencies, error=error,
                        checked=bool(result.get("checked")),
                        latency_s=summarize(latencies) if status == "ok" else None)
         row.update(hw_id=hardware.hw_id, hw_kind=hardware.kind, hw_name=hardware.name, hw_arch=hardware.arch,
@@ -101,8 +106,10 @@ def ingest_cuda(bundle: str, results_path: str, device_path: str, out_dir: str) 
         workloads = [w for w in pq.read_table(os.path.join(bundle, WORKLOADS)).to_pylist()
                      if w["workload_id"] not in known]
         store.write("workloads", workloads)
-        have = store.known_keys("records")
-        fresh = [r for r in rows if r["record_id"] not in have]  # re-ingesting a bundle adds nothing
+        # a record is one program on one hardware: re-ingesting adds nothing, another GPU adds its own rows
+        table = store.read("records", ["record_id", "hw_id"])
+        have = set(zip(table.column("record_id").to_pylist(), table.column("hw_id").to_pylist(), strict=True))
+        fresh = [r for r in rows if (r["record_id"], r["hw_id"]) not in have]
         store.write("records", fresh)
         report.rows = len(fresh)
     finally:

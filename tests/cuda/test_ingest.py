@@ -82,3 +82,28 @@ def test_ingest_cli_takes_several_bundles_and_names_the_measurer(cuda_bundle, tm
     device.write_text(json.dumps(other))
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0 and "sm_86" in result.output and "Traceback" not in result.output
+
+
+def test_ingest_keys_rows_by_hardware_and_checks_the_run(cuda_bundle, tmp_path):
+    import datetime as dt
+
+    results = _fake_results(cuda_bundle)
+    name = "/".join(os.path.normpath(os.path.abspath(cuda_bundle)).split(os.sep)[-2:])
+    results.update(bundles=["other-build/bundle-000"], finished_at="2026-11-27T05:58:00Z")
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    (tmp_path / "d.json").write_text(json.dumps(FAKE_DEVICE))
+    out = str(tmp_path / "data")
+    with pytest.raises(ValueError, match="did not measure bundle"):
+        ingest_cuda(cuda_bundle, str(tmp_path / "r.json"), str(tmp_path / "d.json"), out)
+    results["bundles"].append(name)
+    first = next(iter(results["results"]))
+    results["results"][first] = {"status": "ok", "latencies_s": [], "error": None, "checked": True}
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    assert ingest_cuda(cuda_bundle, str(tmp_path / "r.json"), str(tmp_path / "d.json"), out).rows == 3
+    rows = pq.read_table(os.path.join(out, "records")).to_pylist()
+    assert {r["measured_at"] for r in rows} == {dt.datetime(2026, 11, 27, 5, 58, tzinfo=dt.UTC)}  # the run's time
+    assert next(r for r in rows if r["record_id"] == first)["error"] == "no timings recorded"
+    # the same programs timed on another GPU are new rows, not duplicates
+    other = dict(FAKE_DEVICE, tvm_device=dict(FAKE_DEVICE["tvm_device"], device_name="NVIDIA H200"))
+    (tmp_path / "d2.json").write_text(json.dumps(other))
+    assert ingest_cuda(cuda_bundle, str(tmp_path / "r.json"), str(tmp_path / "d2.json"), out).rows == 3
