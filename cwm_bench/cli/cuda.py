@@ -33,13 +33,13 @@ def build_cuda(suite: str, gpu: str, per_task: int, out_dir: str, seed: int, max
     from cwm_bench.hardware import GPU_PRESETS
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
+    index, _, count = shard.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise click.BadParameter(f"expected I/N with 0 <= I < N, got {shard!r}", param_hint="--shard")
     try:
         chosen = select_workloads(suite, "cuda")
     except UnknownSuiteError as exc:
         raise click.BadParameter(str(exc), param_hint="--workloads") from exc
-    index, _, count = shard.partition("/")
-    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
-        raise click.BadParameter(f"expected I/N with 0 <= I < N, got {shard!r}", param_hint="--shard")
     chosen = chosen[int(index)::int(count)]
     bundles = build_cuda_bundle(chosen, GPU_PRESETS[gpu], out_dir, per_task, seed=seed,
                                 max_bundle_mb=max_bundle_mb, build_workers=build_workers)

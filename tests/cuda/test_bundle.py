@@ -95,3 +95,14 @@ def test_collect_cuda_explains_the_two_step_flow(tmp_path):
 
     result = CliRunner().invoke(main, ["collect", "--target", "cuda", "--out", str(tmp_path / "d")])
     assert result.exit_code != 0 and "build-cuda" in result.output and "ingest-cuda" in result.output
+
+
+@pytest.mark.parametrize("shard", ["2/2", "x/2", "1", "-1/2"])
+def test_build_cuda_refuses_a_bad_shard(shard, tmp_path):
+    from click.testing import CliRunner
+
+    from cwm_bench.cli import main
+
+    result = CliRunner().invoke(main, ["build-cuda", "--workloads", "mini", "--shard", shard,
+                                       "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--shard" in result.output and not (tmp_path / "b").exists()

@@ -45,3 +45,12 @@ def test_operators_interleave_families_held_out_ones_first():
     assert [s.family for s in ordered[:2]] == ["depthwise_conv2d", "conv2d_transpose"]
     first_round = [s.family for s in ordered[:len({s.family for s in OPERATORS})]]
     assert len(set(first_round)) == len(first_round)  # every family once before any repeats
+
+
+def test_gpu_suite_is_mini_then_the_two_gpu_networks():
+    from cwm_bench.workload.suites import GPU_NETWORKS, SUITES, suite_sources
+
+    assert "gpu-v0" in SUITES and GPU_NETWORKS == ("bert_base_layer", "resnet50")
+    sources = suite_sources("gpu-v0", "cuda")
+    assert len(sources) == 1 + len(GPU_NETWORKS)
+    assert [w.task_name for w in sources[0]()] == [w.task_name for w in load_suite("mini")]
