@@ -224,8 +224,8 @@ def _limitations(s: dict) -> list[str]:
                 "carry a per-channel epilogue, unlike TenSet's Relay-era tasks.",
                 f"- One GPU model ({len(s['hardware'])} hardware id{'s' if len(s['hardware']) > 1 else ''}): "
                 "latencies do not transfer to other GPUs.",
-                "- Candidates are random samples of the design spaces only (no cost-model-guided search yet), "
-                "so few programs are near each task's best.",
+                "- Candidates are random samples of the design spaces only: no cost-model-guided (evolutionary) "
+                "GPU candidates yet.",
                 "- All workloads are float32: tensor-core (fp16/bf16) schedules are not covered.",
                 "- `within_task` draws each record's side by hash, so a task with few records may have no test record.",
                 "- Traces replay with the TVM version above; other versions may reject or change them.", ""]
