@@ -218,24 +218,21 @@ def _counts_section(s: dict) -> list[str]:
 
 
 def _limitations(s: dict) -> list[str]:
-    if s["hardware"] and all(_is_gpu(h) for h in s["hardware"]):
-        return ["## Known limitations", "",
-                "- BatchNorm is not folded into convolutions by TVM's Relax tuning pipeline: network conv tasks "
-                "carry a per-channel epilogue, unlike TenSet's Relay-era tasks.",
-                f"- One GPU model ({len(s['hardware'])} hardware id{'s' if len(s['hardware']) > 1 else ''}): "
-                "latencies do not transfer to other GPUs.",
-                "- Candidates are random samples of the design spaces only: no cost-model-guided (evolutionary) "
-                "GPU candidates yet.",
-                "- All workloads are float32: tensor-core (fp16/bf16) schedules are not covered.",
-                "- `within_task` draws each record's side by hash, so a task with few records may have no test record.",
-                "- Traces replay with the TVM version above; other versions may reject or change them.", ""]
-    cores = ", ".join(str(h["cores"]) for h in s["hardware"])
+    n = len(s["hardware"])
+    if n and all(_is_gpu(h) for h in s["hardware"]):
+        specific = [f"- One GPU model ({n} hardware id{'s' if n > 1 else ''}): latencies do not transfer to "
+                    "other GPUs.",
+                    "- Candidates are random samples of the design spaces only: no cost-model-guided (evolutionary) "
+                    "GPU candidates yet.",
+                    "- All workloads are float32: tensor-core (fp16/bf16) schedules are not covered."]
+    else:
+        cores = ", ".join(str(h["cores"]) for h in s["hardware"])
+        specific = [f"- One CPU model ({n} hardware id): latencies do not transfer to other CPUs.",
+                    f"- Measured on a shared cloud machine ({cores} cores): the protocol interleaves rounds and keeps "
+                    "every timing against noise, but other tenants still move timings (see the noise ceiling)."]
     return ["## Known limitations", "",
             "- BatchNorm is not folded into convolutions by TVM's Relax tuning pipeline: network conv tasks carry "
-            "a per-channel epilogue, unlike TenSet's Relay-era tasks.",
-            f"- One CPU model ({len(s['hardware'])} hardware id): latencies do not transfer to other CPUs.",
-            f"- Measured on a shared cloud machine ({cores} cores): the protocol interleaves rounds and keeps every "
-            "timing against noise, but other tenants still move timings (see the noise ceiling).",
+            "a per-channel epilogue, unlike TenSet's Relay-era tasks.", *specific,
             "- `within_task` draws each record's side by hash, so a task with few records may have no test record.",
             "- Traces replay with the TVM version above; other versions may reject or change them.", ""]
 

@@ -33,6 +33,7 @@ import sys
 import time
 
 from cuda_worker import WorkerProcess  # beside this script: python puts tools/ on sys.path
+from pack_for_device import bundle_name
 
 NVIDIA_SMI_FIELDS = ("name", "uuid", "memory.total", "clocks.max.sm", "clocks.max.memory", "clocks.sm",
                      "driver_version", "compute_cap", "pci.bus_id", "power.limit")
@@ -224,11 +225,6 @@ class Session:
         if self.flush_error:  # timings before that workload were flushed, later ones warm loops
             protocol.update(l2_flush_error=self.flush_error, l2_flush_off_from=self.flush_off_from)
         return protocol
-
-
-def bundle_name(bundle: str) -> str:
-    """`.cuda/gpu-v0-s0/bundle-000` -> `gpu-v0-s0/bundle-000`, as `pack_for_device.py` names it."""
-    return "/".join(os.path.normpath(os.path.abspath(bundle)).split(os.sep)[-2:])
 
 
 def workload_groups(work: list[tuple[str, dict]], limit: int = 0) -> list[tuple[dict, list[dict]]]:

@@ -26,12 +26,15 @@ class ParallelBuilder:
     """Compile IRModules for `target_json` into loadable libraries under a scratch folder."""
 
     def __init__(self, target_json: str, num_workers: int | None = None, timeout_s: float = 120.0,
-                 artifact_dir: str | None = None, device_binaries_dir: str | None = None):
+                 artifact_dir: str | None = None, device_binaries: bool = False):
         self.target_json = target_json
         self.timeout_s = timeout_s
         self._own_dir = artifact_dir is None
         self.artifact_dir = artifact_dir or tempfile.mkdtemp(prefix="cwm-bench-build-")
-        self.device_binaries_dir = device_binaries_dir  # set: CUDA kernels are compiled to cubins there
+        # GPU targets: every build also compiles its CUDA kernels to cubins, shared in one folder
+        self.device_binaries_dir = os.path.join(self.artifact_dir, "kernels") if device_binaries else None
+        if self.device_binaries_dir:
+            os.makedirs(self.device_binaries_dir, exist_ok=True)
         workers = num_workers or len(os.sched_getaffinity(0))
         # One compile per core; LLVM itself must not fan out further.
         self.pool = WorkerPool("cwm_bench.build.worker:build", workers, env={"TVM_NUM_THREADS": "1"})

@@ -152,9 +152,7 @@ def build_cuda_bundle(workloads: list[Workload], gpu: HardwareDescriptor, out_di
     target = target_for(gpu)
     target_json = str(target)
     os.makedirs(out_dir, exist_ok=True)
-    builder = ParallelBuilder(target_json, build_workers, build_timeout_s)
-    builder.device_binaries_dir = os.path.join(builder.artifact_dir, "kernels")
-    os.makedirs(builder.device_binaries_dir)
+    builder = ParallelBuilder(target_json, build_workers, build_timeout_s, device_binaries=True)
     writer = BundleWriter(out_dir, target_json, gpu, int(max_bundle_mb * 2**20), builder.device_binaries_dir)
     try:
         for w in workloads:

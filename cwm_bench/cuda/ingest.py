@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
-from cwm_bench.cuda import MANIFEST, PENDING, WORKLOADS
+from cwm_bench.cuda import MANIFEST, PENDING, WORKLOADS, bundle_name
 from cwm_bench.hardware import HardwareDescriptor
 from cwm_bench.measure.protocol import summarize
 from cwm_bench.rows.records import provenance
@@ -71,7 +71,7 @@ def ingest_cuda(bundle: str, results_path: str, device_path: str, out_dir: str) 
         raise ValueError(f"kernels were built for {manifest['target'].get('arch')} but measured on "
                          f"{hardware.arch} ({hardware.name})")
     listed = results.get("bundles") or []
-    name = "/".join(os.path.normpath(os.path.abspath(bundle)).split(os.sep)[-2:])
+    name = bundle_name(bundle)
     if any("/" in b for b in listed) and name not in listed:  # older results list basenames only
         raise ValueError(f"{results_path} did not measure bundle {name} (it measured {', '.join(listed)})")
     protocol_json = json.dumps(results.get("protocol", {}), sort_keys=True)
@@ -106,9 +106,7 @@ def ingest_cuda(bundle: str, results_path: str, device_path: str, out_dir: str) 
         workloads = [w for w in pq.read_table(os.path.join(bundle, WORKLOADS)).to_pylist()
                      if w["workload_id"] not in known]
         store.write("workloads", workloads)
-        # a record is one program on one hardware: re-ingesting adds nothing, another GPU adds its own rows
-        table = store.read("records", ["record_id", "hw_id"])
-        have = set(zip(table.column("record_id").to_pylist(), table.column("hw_id").to_pylist(), strict=True))
+        have = store.known_keys("records")  # re-ingesting adds nothing, another GPU adds its own rows
         fresh = [r for r in rows if (r["record_id"], r["hw_id"]) not in have]
         store.write("records", fresh)
         report.rows = len(fresh)

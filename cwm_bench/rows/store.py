@@ -27,6 +27,11 @@ from cwm_bench.rows.schema import KEYS, SCHEMA_VERSION, TABLES
 PARTIAL_SUFFIX = ".partial"
 
 
+def identity_columns(table: str) -> list[str]:
+    """What makes a row unique: a workload by its id, a record by its program *on a hardware*."""
+    return ["record_id", "hw_id"] if table == "records" else [KEYS[table]]
+
+
 class DatasetBusyError(RuntimeError):
     pass
 
@@ -120,7 +125,7 @@ class DatasetStore:
         if len(old) <= 1:
             return len(old), self.read(table).num_rows if old else 0
         merged = self.read(table)
-        keys = ["record_id", "hw_id"] if table == "records" else [KEYS[table]]
+        keys = identity_columns(table)
         seen: set[tuple] = set()
         keep = []
         for i, key in enumerate(zip(*(merged.column(k).to_pylist() for k in keys), strict=True)):
@@ -149,9 +154,12 @@ class DatasetStore:
             return TABLES[table].empty_table().select(columns) if columns else TABLES[table].empty_table()
         return pa.concat_tables([read_shard(table, p, columns) for p in paths])
 
-    def known_keys(self, table: str) -> set[str]:
-        key = KEYS[table]
-        return set(self.read(table, [key]).column(key).to_pylist())
+    def known_keys(self, table: str) -> set:
+        """Identities already stored: workload ids, or (record_id, hw_id) pairs for records."""
+        keys = identity_columns(table)
+        columns = self.read(table, keys)
+        values = zip(*(columns.column(k).to_pylist() for k in keys), strict=True)
+        return {v[0] for v in values} if len(keys) == 1 else set(values)
 
     def progress(self, hw_id: str) -> dict[str, TaskProgress]:
         """Per workload id: how many records this hardware already has, by origin, and their programs."""
