@@ -80,6 +80,8 @@ def test_payload_unpacks_and_the_device_script_stops_cleanly_without_a_gpu(cuda_
         members = set(archive.getnames())
     assert f"{name}/manifest.json" in members and not any(m.endswith(".parquet") for m in members)
     assert any(m.startswith(f"{name}/kernels/") and m.endswith(".cubin") for m in members)
+    with pytest.raises(SystemExit, match="share a name"):
+        pack_for_device.pack(str(runtime), [cuda_bundle, cuda_bundle], str(tmp_path / "p1"))
     with pytest.raises(SystemExit, match="no manifest.json"):
         pack_for_device.pack(str(runtime), [str(tmp_path)], str(tmp_path / "p2"))
     if has_gpu():
