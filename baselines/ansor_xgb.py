@@ -41,7 +41,7 @@ def store_rows(records: Records) -> tuple[np.ndarray, np.ndarray]:
     """All store rows stacked, (total_stores, 164) float32, and the record index of each row.
 
     Reads the Arrow column directly: going through Python lists is ~100x slower on a real dataset."""
-    column = records.table.column("features")
+    column = records.column("features")
     counts = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     values = pc.list_flatten(pc.list_flatten(column)).to_numpy(zero_copy_only=False)
     return values.astype(np.float32).reshape(-1, FEATURE_DIM), np.repeat(np.arange(len(counts)), counts)
@@ -94,6 +94,7 @@ class _XGBBase(CostModel):
     booster), JSON save/load."""
 
     defaults = DEFAULTS
+    inputs: ClassVar[frozenset[str]] = frozenset({"features"})
     # Boosting more trees on a loaded booster works with any booster parameters for the new trees.
     fine_tune_options: ClassVar[frozenset[str]] = frozenset(DEFAULTS)
 

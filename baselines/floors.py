@@ -35,6 +35,7 @@ class RandomModel(CostModel):
     not change with batch order or size. Its expected pairwise accuracy is 0.5."""
 
     trainable: ClassVar[bool] = False
+    inputs: ClassVar[frozenset[str]] = frozenset({"record_id"})
 
     def __init__(self, seed: int = 0, **config):
         super().__init__(seed=seed, **config)
@@ -44,7 +45,7 @@ class RandomModel(CostModel):
         pass  # nothing to learn
 
     def score(self, records: Records) -> np.ndarray:
-        ids = records.table.column("record_id").to_pylist()
+        ids = records.record_ids()
         return np.array([int.from_bytes(hashlib.sha1(f"{self.seed}:{i}".encode()).digest()[:8], "little") / 2.0**64
                          for i in ids], dtype=np.float64)
 
@@ -61,6 +62,7 @@ class FlopsModel(CostModel):
     """
 
     trainable: ClassVar[bool] = False
+    inputs: ClassVar[frozenset[str]] = frozenset({"features"})
 
     def fit(self, train: Records, progress: bool = True) -> None:
         pass  # nothing to learn

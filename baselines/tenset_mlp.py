@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from baselines.ranking_loss import fit_ranker
+from cwm_bench.baselines.ranking_loss import fit_ranker
 from cwm_bench.model import CostModel, Records
 from cwm_bench.model.registry import register_model
 
@@ -83,6 +83,7 @@ class TenSetMLPModel(CostModel):
     """`create_model("tenset-mlp", hidden=256, layers=2, epochs=50, lr=7e-4, tasks_per_batch=4, seed=0)`."""
 
     defaults = DEFAULTS
+    inputs: ClassVar[frozenset[str]] = frozenset({"features"})
     fine_tune_options: ClassVar[frozenset[str]] = frozenset(
         {"epochs", "lr", "tasks_per_batch", "group_size", "seed", "device"})
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from baselines.ranking_loss import fit_ranker
+from cwm_bench.baselines.ranking_loss import fit_ranker
 from cwm_bench.model import CostModel, Records
 from cwm_bench.model.registry import register_model
 
@@ -156,6 +156,7 @@ class TLPModel(CostModel):
     """`create_model("tlp", d_model=64, layers=2, heads=4, max_len=256, epochs=30, lr=1e-3, seed=0)`."""
 
     defaults = DEFAULTS
+    inputs: ClassVar[frozenset[str]] = frozenset({"actions"})
     fine_tune_options: ClassVar[frozenset[str]] = frozenset(
         {"epochs", "lr", "tasks_per_batch", "group_size", "seed", "device", "dropout"})
 

@@ -1,15 +1,18 @@
-"""Candidates scored per second by every registered cost model, input preparation included.
+"""Live scoring speed: MetaSchedule `MeasureCandidate`s to scores through the adapter, per model,
+computing every input group (as before lazy inputs) and only the model's declared ones, in one run.
 
-    .venv/bin/python benchmarks/scoring_speed.py [--per-task 128] [--repeats 3]
+    .venv/bin/python benchmarks/scoring_speed.py [--per-task 128] [--repeats 3] [--threads 1]
 
 The same real candidates (MetaSchedule random samples of a 64x64x64 matmul and a mini conv2d) are
-scored by every model. Each model is first fit quickly on those candidates with random latencies:
-the point is speed, not accuracy. Timed, median of `--repeats` runs over all candidates:
+scored by every registered model through `as_metaschedule_cost_model(...).predict(ctx, candidates)`,
+the call MetaSchedule's evolutionary search makes. Each model is first fit quickly on those
+candidates with random latencies: the point is speed, not accuracy. Timed, median of `--repeats`:
 
-- input prep: what turning live schedules into the model's `Records` costs. Every model pays the
-  structural hash (record ids) and the table; feature models add `PerStoreFeature().extract_from`,
-  sequence models add trace -> JSON -> `actions_from_trace_json`.
-- model: `model.score(records)` (its own tokenizing / stacking included).
+- per input group: building the sealed table with only that group (record_id = structural hash,
+  trace, actions = trace -> JSON -> action structs, features = `PerStoreFeature().extract_from`,
+  hardware = constant columns);
+- per model: `predict` with every group computed ("all inputs") and with the model's declared groups
+  ("declared"): input preparation and `model.score` together.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-NEEDS = {"random": set(), "flops": {"features"}, "ansor-xgb": {"features"}, "ansor-xgb-rank": {"features"},
-         "tenset-mlp": {"features"}, "tlp": {"actions"}}  # any other model: both inputs
 QUICK_FIT = {"tenset-mlp": {"epochs": 3}, "tlp": {"epochs": 3}, "ansor-xgb": {"num_boost_round": 100},
              "ansor-xgb-rank": {"num_boost_round": 100}}
 TASKS = ("matmul_64x64x64", "conv2d_14x32x32_k3")
@@ -44,9 +45,8 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=128, help="Candidates per task (2 tasks).")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch and XGBoost threads. On a busy machine more threads than free cores make "
-                             "OpenMP wait on descheduled threads (index_add_ ran ~500x slower with 2 threads "
-                             "on 2 loaded cores); raise it on an idle one.")
+                        help="torch, XGBoost and TVM feature-extraction threads. On a busy machine more threads than "
+                             "free cores make OpenMP wait on descheduled threads; raise it on an idle one.")
     args = parser.parse_args()
 
     import torch
@@ -54,93 +54,74 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from tvm.s_tir import meta_schedule as ms
 
-    from cwm_bench.candidates.actions import actions_from_trace_json, trace_to_json
     from cwm_bench.candidates.generate import CandidateGenerator, SearchConfig
     from cwm_bench.hardware import detect_cpu, target_for
-    from cwm_bench.model import Records, create_model, model_names
-    from cwm_bench.rows.records import record_id
-    from cwm_bench.tvm_env import load_tensor_intrinsics, structural_hash_hex
+    from cwm_bench.model import ALL_INPUTS, INPUT_GROUPS, Records, create_model, model_names
+    from cwm_bench.model.metaschedule import as_metaschedule_cost_model
+    from cwm_bench.tvm_env import load_tensor_intrinsics
     from cwm_bench.workload.operators import MINI_OPERATORS, operator_workload
 
     load_tensor_intrinsics("llvm")
     hardware = detect_cpu()
     target = target_for(hardware)
-    generators, candidates = [], []
+    tasks = []
     start = time.perf_counter()
     for spec in (s for s in MINI_OPERATORS if s.name in TASKS):
         # num_threads also sets the thread pool of TVM's feature extraction (TuneContext)
         gen = CandidateGenerator(operator_workload(spec), target, seed=0, config=SearchConfig(num_threads=args.threads))
-        drawn = gen.random(args.per_task)
-        generators.append(gen)
-        candidates.append(drawn)
-        print(f"{spec.name}: {len(drawn)} candidates")
-    n = sum(len(c) for c in candidates)
-    print(f"generated {n} candidates in {time.perf_counter() - start:.1f} s; "
-          f"{hardware.name}, torch threads {torch.get_num_threads()}\n")
+        tasks.append((gen, [ms.search_strategy.MeasureCandidate(c.sch, gen.args_info)
+                            for c in gen.random(args.per_task)]))
+        print(f"{spec.name}: {len(tasks[-1][1])} candidates")
+    n = sum(len(c) for _, c in tasks)
+    print(f"generated {n} candidates in {time.perf_counter() - start:.1f} s; {hardware.name} ({hardware.arch}), "
+          f"{args.threads} thread(s)\n")
 
-    def hashes() -> list[str]:
-        return [record_id(g.workload.workload_id, structural_hash_hex(c.sch.mod))
-                for g, cs in zip(generators, candidates, strict=True) for c in cs]
+    def tables(adapter) -> list[pa.Table]:
+        return [adapter._table(gen.ctx, candidates) for gen, candidates in tasks]
 
-    def features() -> list[np.ndarray]:
-        out = []
-        for g, cs in zip(generators, candidates, strict=True):
-            mcs = [ms.search_strategy.MeasureCandidate(c.sch, g.args_info) for c in cs]
-            extracted = ms.feature_extractor.PerStoreFeature().extract_from(g.ctx, mcs)
-            out += [f.numpy().astype(np.float32).reshape(-1, 164) for f in extracted]
-        return out
+    print("sealed-table cost per input group (workload_id only: the base):")
+    for group in ["(base)", *INPUT_GROUPS]:
+        adapter = as_metaschedule_cost_model(create_model("random"), inputs=[] if group == "(base)" else [group])
+        tables(adapter)  # warm-up: the task's workload row and the hardware descriptor, once per adapter
+        t, _ = timed(lambda a=adapter: tables(a), args.repeats)
+        print(f"  {group:<10} {t:7.3f} s  {1e3 * t / n:7.3f} ms/candidate")
+    print()
 
-    def actions() -> list[list[dict]]:
-        return [actions_from_trace_json(trace_to_json(c.sch.trace)) for cs in candidates for c in cs]
+    every = as_metaschedule_cost_model(create_model("random"), inputs=ALL_INPUTS)
+    full = pa.concat_tables(tables(every))
+    workloads = every._workload_table()
+    latency = np.random.default_rng(0).lognormal(-9.0, 1.0, size=n)
+    labelled = Records(full.append_column("latency_s", pa.array(latency)), workloads)
 
-    t_hash, ids = timed(hashes, args.repeats)
-    t_feat, feats = timed(features, args.repeats)
-    t_act, acts = timed(actions, args.repeats)
-    tasks = [g.workload.workload_id for g, cs in zip(generators, candidates, strict=True) for _ in cs]
-    workloads = pa.table({"workload_id": [g.workload.workload_id for g in generators],
-                          "family": [g.workload.family for g in generators],
-                          "flops": [g.workload.flops for g in generators]})
-    empty: list[list] = [[] for _ in range(n)]
-
-    def store_column() -> pa.Array:
-        # Arrow arrays straight from numpy, as the MetaSchedule adapter builds them (no Python lists)
-        offsets = np.concatenate([[0], np.cumsum([len(f) for f in feats])]).astype(np.int32)
-        stores = pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate(feats).reshape(-1)), 164)
-        return pa.ListArray.from_arrays(pa.array(offsets), stores)
-
-    def table(with_features: bool, with_actions: bool) -> pa.Table:
-        return pa.table({"record_id": ids, "workload_id": tasks, "trace_json": ["[]"] * n,
-                         "actions": acts if with_actions else empty,
-                         "features": store_column() if with_features else empty,
-                         "hw_kind": [hardware.kind] * n, "hw_name": [hardware.name] * n,
-                         "hw_arch": [hardware.arch] * n, "hw_num_cores": [hardware.num_cores] * n})
-
-    print(f"input prep over {n} candidates: record ids (structural hash) {t_hash:.3f} s, "
-          f"per-store features {t_feat:.3f} s, trace -> actions {t_act:.3f} s\n")
-    rng = np.random.default_rng(0)
-    latency = rng.lognormal(-9.0, 1.0, size=n)
     rows = []
     for name in model_names():
-        needs = NEEDS.get(name, {"features", "actions"})
-        t_table, tab = timed(lambda needs=needs: table("features" in needs, "actions" in needs), args.repeats)
-        records = Records(tab, workloads)
+        config = dict(QUICK_FIT.get(name, {}))
+        if name.startswith("ansor-xgb"):
+            config["nthread"] = args.threads
         try:
-            config = dict(QUICK_FIT.get(name, {}))
-            if name.startswith("ansor-xgb"):
-                config["nthread"] = args.threads
             model = create_model(name, **config)
-            model.fit(Records(tab.append_column("latency_s", pa.array(latency)), workloads), progress=False)
+            model.fit(labelled, progress=False)
         except Exception as exc:  # noqa: BLE001  (a model another engineer has not finished: noted, skipped)
             print(f"skipping {name}: {type(exc).__name__}: {exc}")
             continue
-        prep = t_hash + t_table + (t_feat if "features" in needs else 0.0) + (t_act if "actions" in needs else 0.0)
-        t_model, score = timed(lambda m=model, r=records: m.score(r), args.repeats)
-        assert len(score) == n and np.isfinite(score).all(), name
-        rows.append((name, prep, t_model, n / (prep + t_model), n / t_model))
+        timings = []
+        for inputs in (ALL_INPUTS, None):  # None: the model's declared inputs
+            adapter = as_metaschedule_cost_model(model, inputs=inputs)
 
-    print(f"{'model':<16} {'input prep s':>12} {'model s':>9} {'cand/s total':>13} {'cand/s model':>13}")
-    for name, prep, t_model, total, model_only in rows:
-        print(f"{name:<16} {prep:>12.3f} {t_model:>9.3f} {total:>13.0f} {model_only:>13.0f}")
+            def predict(a=adapter) -> np.ndarray:
+                return np.concatenate([a.predict(gen.ctx, candidates) for gen, candidates in tasks])
+
+            predict()  # warm-up, as above
+            t, scores = timed(predict, args.repeats)
+            assert len(scores) == n and np.isfinite(scores).all(), name
+            timings.append(t)
+        rows.append((name, ",".join(sorted(model.inputs)), *timings))
+
+    print(f"{'model':<16} {'declared inputs':<16} {'all inputs s':>12} {'declared s':>11} {'cand/s all':>11} "
+          f"{'cand/s decl':>12} {'speed-up':>9}")
+    for name, inputs, t_all, t_lazy in rows:
+        print(f"{name:<16} {inputs:<16} {t_all:>12.3f} {t_lazy:>11.3f} {n / t_all:>11.0f} {n / t_lazy:>12.0f} "
+              f"{t_all / t_lazy:>8.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Turn a collection folder into a release folder in the Hugging Face Hub layout.
 
-    DIR/README.md                                  data card, generated from the data (data_cards.card)
+    DIR/README.md                                  data card, generated from the data (cwm_bench.data_cards.card)
     DIR/checksums.sha256                           `sha256sum -c` format, every data file
     DIR/data/workloads/train-00000-of-00001.parquet
     DIR/data/records/train-0000i-of-0000n.parquet  records + split columns, <= 50,000 rows a shard
@@ -90,7 +90,7 @@ def build_release(source_dir: str, out_dir: str, name: str, hw_id: str | None = 
             files += _write_table(temp, "noise", noise, {**(noise.schema.metadata or {}), **metadata},
                                   max(noise.num_rows, 1))
         _write_checksums(temp, files)
-        from data_cards.card import write_card
+        from cwm_bench.data_cards.card import write_card
 
         stats = write_card(temp, name)
         _replace_dir(temp, out_dir)

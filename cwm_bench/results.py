@@ -48,6 +48,9 @@ class EvaluationResult:
     schema_version: str = RESULT_SCHEMA_VERSION
     notes: dict[str, Any] = field(default_factory=dict)
     label: str | None = None  # the row name in reports when set (e.g. "tlp fine-tuned (300)"); else `model`
+    # True: the model trained on the evaluated tasks/records (scored with --allow-overlap; notes.overlap
+    # says how much). None: not checkable (a checkpoint without ids in its training.json).
+    contaminated: bool | None = False
 
     def to_dict(self) -> dict[str, Any]:
         return _nan_to_none(dataclasses.asdict(self))
@@ -81,6 +84,8 @@ def validate_result(data: dict) -> None:
             raise ResultSchemaError(f"field {name!r} must be {expected}, got {type(value).__name__}")
     if not isinstance(data.get("label"), str | type(None)):  # optional: older files have none
         raise ResultSchemaError(f"field 'label' must be str or null, got {type(data['label']).__name__}")
+    if not isinstance(data.get("contaminated", False), bool | type(None)):
+        raise ResultSchemaError(f"field 'contaminated' must be true, false or null, got {data['contaminated']!r}")
     if data["split"] not in ("all", "within_task", "by_network", "by_operator"):
         raise ResultSchemaError(f"field 'split' is {data['split']!r}")
     if len(data["dataset_sha256"]) != 64:

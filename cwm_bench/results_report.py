@@ -56,9 +56,13 @@ def _cell(entry: Any) -> str:
     return f"{mean:.3f} ± {(high - low) / 2:.3f}"
 
 
+CONTAMINATED_MARK = " ⚠ contaminated"
+
+
 def _name(r: dict[str, Any]) -> str:
-    """A row's model column: the result's label when `evaluate --label` set one, else the model name."""
-    return r.get("label") or r["model"]
+    """A row's model column: the result's label when `evaluate --label` set one, else the model name;
+    marked when the model trained on what it was scored on (`evaluate --allow-overlap`)."""
+    return (r.get("label") or r["model"]) + (CONTAMINATED_MARK if r.get("contaminated") else "")
 
 
 def _label(r: dict[str, Any], with_dataset: bool) -> list[str]:
@@ -77,6 +81,9 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     for r in sorted(results, key=lambda r: (r["dataset_id"], r["split"], _name(r))):
         cells = [*_label(r, several), *(_cell(r["metrics"].get(key)) for key, _ in COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(r.get("contaminated") for r in results):
+        lines.append(f"\n{CONTAMINATED_MARK.strip()}: trained on the tasks or records it was scored on "
+                     "(scored with `evaluate --allow-overlap`); not comparable with the other rows.")
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ import os
 import yaml
 
 from cwm_bench.splits import SPLIT_COLUMNS
-from data_cards.stats import dataset_stats, hf_features
+from cwm_bench.data_cards.stats import dataset_stats, hf_features
 
 __all__ = ["dataset_stats", "hf_features", "human_bytes", "render_card", "write_card"]
 

@@ -153,7 +153,7 @@ def release(source_dir: str, out_dir: str, name: str, hw_id: str | None, seed: i
     OUT/data/noise/train-*.parquet     re-measurements, if the source has a noise table
     """
     from cwm_bench.release import ReleaseError, build_release
-    from data_cards.card import human_bytes as size
+    from cwm_bench.data_cards.card import human_bytes as size
 
     try:
         stats = build_release(source_dir, out_dir, name, hw_id=hw_id, seed=seed, min_ok_per_task=min_ok_per_task)
@@ -182,7 +182,7 @@ def release(source_dir: str, out_dir: str, name: str, hw_id: str | None, seed: i
 def card(release_dir: str, name: str | None) -> None:
     """(Re)write RELEASE_DIR/README.md, the data card, from the data in the folder."""
     from cwm_bench.rows.reader import NotADatasetError, layout_of
-    from data_cards.card import write_card
+    from cwm_bench.data_cards.card import write_card
 
     try:
         if layout_of(release_dir) != "release":
@@ -209,7 +209,7 @@ def publish(release_dir: str, repo_id: str, private: bool, dry_run: bool) -> Non
 
     from cwm_bench.publish import PublishError
     from cwm_bench.publish import publish as publish_release
-    from data_cards.card import human_bytes as size
+    from cwm_bench.data_cards.card import human_bytes as size
 
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise click.BadParameter("expected ORG/NAME", param_hint="--repo-id")

@@ -30,19 +30,39 @@ SPLIT_SCHEMES = ("all", "within_task", "by_network", "by_operator")
 TRAINING_FILE = "training.json"  # beside a checkpoint: what `train` fitted it on (copied into result notes)
 
 
-def _records_of(data_dir: str, split: str, side: str):
-    """The records a command works on: everything for `all` (collection folders have no split
-    columns), else one side ("train"/"test") of the release's `split_<scheme>` column."""
-    from cwm_bench.model import load_records
+def _side_of(data_dir: str, split: str, side: str, inputs):
+    """The records a command works on, reading only the model's declared `inputs`: everything for
+    `all` (collection folders have no split columns), else one side ("train"/"test") of the release's
+    `split_<scheme>` column."""
+    from cwm_bench.model import load_side
     from cwm_bench.rows.reader import NotADatasetError
 
     try:
-        records = load_records(data_dir) if split == "all" else load_records(data_dir, f"split_{split}", side)
+        loaded = load_side(data_dir, split, "all" if split == "all" else side, inputs)
     except (NotADatasetError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if not len(records):
+    if not len(loaded):
         raise click.ClickException(f"{data_dir}: no ok records on the {side} side of split {split!r}")
-    return records
+    return loaded
+
+
+def _include(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Import each --include module now, before --model is resolved."""
+    from cwm_bench.model import include
+
+    for spec in values:
+        try:
+            include(spec)
+        except Exception as exc:  # noqa: BLE001  (any failure of a user's module is one clear line)
+            raise click.BadParameter(f"{spec}: {type(exc).__name__}: {exc}", param_hint="--include") from exc
+    return values
+
+
+include_option = click.option(
+    "--include", "includes", multiple=True, callback=_include, is_eager=True, expose_value=False,
+    metavar="MODULE", help="Import a file (my_model.py), package folder or module name that registers models "
+                           "with @register_model (repeatable). Installed plugins (entry points in group "
+                           "cwm_bench.models) need no --include.")
 
 
 def _model_config(config_json: str | None) -> dict:
@@ -114,6 +134,7 @@ def _read_training(checkpoint: str) -> dict | None:
 
 def _write_training(out_dir: str, data_dir: str, split: str, records, init_dir: str | None,
                     max_train_records: int | None, seed: int) -> None:
+    # `records` is the SplitSide trained on
     """Record beside the checkpoint what it was trained on (and, through `init`, what before), so a
     result of a fine-tuned model says which records of which hardware made it."""
     import json
@@ -124,10 +145,13 @@ def _write_training(out_dir: str, data_dir: str, split: str, records, init_dir: 
     training = {"dataset_id": os.path.basename(os.path.normpath(os.path.abspath(data_dir))),
                 "dataset_sha256": dataset_digest(data_dir)[0], "split": split,
                 "side": "all" if split == "all" else "train", "records": len(records),
-                "tasks": len(set(records.task_ids())), "max_train_records": max_train_records,
+                "tasks": len(set(records.task_ids)), "max_train_records": max_train_records,
                 "sample_seed": seed if max_train_records is not None else None,
                 "init": os.path.abspath(init_dir) if init_dir else None,
-                "init_training": _read_training(init_dir) if init_dir else None}
+                "init_training": _read_training(init_dir) if init_dir else None,
+                # What `evaluate` checks for contamination: the tasks and the programs fitted on.
+                "workload_ids": sorted(set(records.task_ids.tolist())),
+                "record_ids": sorted(records.record_ids)}
     with open(os.path.join(out_dir, TRAINING_FILE), "w") as handle:
         json.dump(training, handle, indent=1, sort_keys=True)
 
@@ -148,6 +172,7 @@ def _write_training(out_dir: str, data_dir: str, split: str, records, init_dir: 
 @click.option("--seed", "sample_seed", type=int, default=None,
               help="Seed of the --max-train-records sample (default 0). The model's own seed is a --config option.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@include_option
 def train(model_name: str, data_dir: str, split: str, config_json: str | None, out_dir: str, init_dir: str | None,
           max_train_records: int | None, sample_seed: int | None, no_progress: bool) -> None:
     """Fit a cost model on a dataset's training records and save a checkpoint (no pickles).
@@ -168,26 +193,38 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
                                  param_hint="--out")
     config = _model_config(config_json)
     model = _create_model(model_name, config) if init_dir is None else _init_model(init_dir, model_name, config)
-    records = _records_of(data_dir, split, "train")
+    records = _side_of(data_dir, split, "train", model.inputs)
     available = len(records)
     seed = 0 if sample_seed is None else sample_seed
     if max_train_records is not None:
         records = records.sample(max_train_records, seed)
-    tasks = len(set(records.task_ids()))
+    tasks = len(set(records.task_ids))
     sampled = f" (a seed-{seed} sample of {available:,})" if len(records) < available else ""
     start = f"fine-tuning {init_dir}" if init_dir else f"training {model_name}"
     click.echo(f"{start} on {len(records):,} records{sampled} of {tasks} tasks ({split})", err=True)
     started = time.perf_counter()
     try:
         if init_dir is None:
-            model.fit(records, progress=not no_progress)
+            model.fit(records.labelled(), progress=not no_progress)
         else:
-            model.fine_tune(records, progress=not no_progress)
+            model.fine_tune(records.labelled(), progress=not no_progress)
     except NotImplementedError as exc:
         raise click.ClickException(str(exc)) from exc
     model.save(out_dir)
     _write_training(out_dir, data_dir, split, records, init_dir, max_train_records, seed)
     click.echo(f"wrote {out_dir} ({time.perf_counter() - started:.1f} s)")
+
+
+def _training_summary(training: dict) -> dict:
+    """training.json as a result file carries it: id lists replaced by their counts (kept beside the
+    checkpoint; a result file stays small)."""
+    out = {k: v for k, v in training.items() if k not in ("workload_ids", "record_ids", "init_training")}
+    for key in ("workload_ids", "record_ids"):
+        if key in training:
+            out[f"num_{key}"] = len(training[key])
+    if training.get("init_training"):
+        out["init_training"] = _training_summary(training["init_training"])
+    return out
 
 
 @main.command()
@@ -202,14 +239,24 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
 @click.option("--config", "config_json", default=None, help="Options of a model given by name (JSON).")
 @click.option("--label", default=None,
               help="Row name in `cwm-bench report` instead of the model's name (e.g. fine-tuned vs zero-shot).")
+@click.option("--allow-overlap", is_flag=True,
+              help="Score a checkpoint that trained on the evaluated tasks (by_network, by_operator) or records "
+                   "(within_task, all) anyway; the result is marked contaminated.")
+@include_option
 def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_json: str | None,
-             label: str | None) -> None:
+             label: str | None, allow_overlap: bool) -> None:
     """Score the test records with a model and write every ranking metric, with provenance, as JSON.
 
+    The model sees only the input columns it declares (never latencies, status, origin, splits or
+    times). A checkpoint whose training.json shows it trained on the test side's tasks (task-level
+    splits) or records (within_task) is refused unless --allow-overlap, which marks the result
+    `contaminated: true`.
+
     Metrics are computed per task, then averaged over tasks (plain and weighted by how often the
-    task occurs in its networks, 1 for operator tasks) with bootstrap 95% intervals. The file also
-    records the model and its config, the dataset's checksum, the split and the software versions
-    (schema: `cwm_bench/results.py`).
+    task occurs in its networks, 1 for operator tasks) with bootstrap 95% intervals. Where the
+    dataset carries re-measurements, OPA is also given as a fraction of the estimated accuracy of an
+    oracle that knew the true latencies. The file also records the model and its config, the
+    dataset's checksum, the split and the software versions (schema: `cwm_bench/results.py`).
     """
     import os
     import time
@@ -218,7 +265,9 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
 
     from cwm_bench.metrics import TASK_METRICS, Evaluator
     from cwm_bench.model import load_checkpoint
-    from cwm_bench.noise import dataset_noise_ceiling
+    from cwm_bench.model.contamination import overlap
+    from cwm_bench.model.registry import UnknownModelError
+    from cwm_bench.noise import dataset_noise_reference
     from cwm_bench.results import EvaluationResult, dataset_digest, git_commit, package_versions, utc_now
 
     checkpoint = None
@@ -227,7 +276,7 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
             raise click.BadParameter("a checkpoint carries its own config", param_hint="--config")
         try:
             model = load_checkpoint(model_ref)
-        except (FileNotFoundError, ValueError, KeyError) as exc:
+        except (FileNotFoundError, ValueError, KeyError, UnknownModelError) as exc:
             raise click.BadParameter(str(exc), param_hint="--model") from exc
         checkpoint = os.path.abspath(model_ref)
     else:
@@ -236,35 +285,45 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
             raise click.BadParameter(f"{model_ref!r} must be trained first: `cwm-bench train --model {model_ref} "
                                      f"... --out CKPT`, then `--model CKPT`", param_hint="--model")
     side = "all" if split == "all" else "test"
-    records = _records_of(data_dir, split, side)
-    started = time.perf_counter()
-    scores = np.asarray(model.score(records.without_labels()), dtype=np.float64)
-    score_s = time.perf_counter() - started
-    task_weight = {w: float(sum(u["weight"] for u in nets)) if nets else 1.0 for w, nets in
-                   zip(*(records.workloads.column(c).to_pylist() for c in ("workload_id", "networks")), strict=True)}
-    weights = [task_weight[w] for w in records.task_ids()]
-    # Where the dataset carries re-measurements, OPA is also given as a share of what two measurement
-    # runs of the same programs agree on (over the same tasks): the best any model can honestly do.
-    noise = dataset_noise_ceiling(data_dir, records.task_ids())
-    ceiling = {"opa": noise["agreement_task_mean"]} if noise and noise.get("agreement_task_mean") else None
-    metrics = Evaluator(ceiling=ceiling).eval({"task_id": records.task_ids(), "y_true_latency": records.latency(),
-                                               "y_score": scores, "task_weight": weights})
-    digest, files = dataset_digest(data_dir)
+    records = _side_of(data_dir, split, side, model.inputs)
     training = _read_training(checkpoint) if checkpoint else None  # what the checkpoint was trained on
+    shared = overlap(training, split, records.task_ids, records.record_ids, trained=checkpoint is not None)
+    if shared.contaminated and not allow_overlap:
+        raise click.ClickException(f"{model_ref} was {shared.describe()} of {split} ({side} side of "
+                                   f"{data_dir}): refused; --allow-overlap scores it anyway, marked contaminated")
+    if shared.contaminated is None:
+        click.echo(f"warning: cannot check {model_ref} for contamination: {shared.describe()}", err=True)
+    started = time.perf_counter()
+    scores = np.asarray(model.score(records.inputs), dtype=np.float64)
+    score_s = time.perf_counter() - started
+    if scores.shape != (len(records),):
+        raise click.ClickException(f"{model.name}.score returned {scores.shape} scores for {len(records)} records")
+    # Where the dataset carries re-measurements: the agreement of two runs, and the estimated accuracy
+    # of an oracle that knew the true latencies, over the evaluated tasks (cwm_bench/noise.py).
+    noise = dataset_noise_reference(data_dir, records.task_ids)
+    oracle = noise.get("oracle_opa") if noise else None
+    metrics = Evaluator(reference={"opa": oracle} if oracle else None).eval(
+        {"task_id": records.task_ids, "y_true_latency": records.latency_s, "y_score": scores,
+         "task_weight": records.task_weights()})
+    digest, files = dataset_digest(data_dir)
     result = EvaluationResult(
         model=model.name, model_config=model.config, checkpoint=checkpoint,
         dataset_id=os.path.basename(os.path.normpath(os.path.abspath(data_dir))), dataset_sha256=digest,
         dataset_files=files, split=split, split_side=side, num_tasks=metrics["num_tasks"],
         num_programs=metrics["num_programs"], metrics={m: metrics[m] for m in TASK_METRICS},
         per_task=metrics["per_task"], versions=package_versions(), git_commit=git_commit(), created_at=utc_now(),
-        notes={"score_seconds": round(score_s, 3), "noise_ceiling_opa": ceiling["opa"] if ceiling else None,
-               **({"training": training} if training else {})}, label=label)
+        notes={"score_seconds": round(score_s, 3), "inputs": sorted(model.inputs),
+               "two_run_agreement_opa": noise.get("two_run_agreement") if noise else None,
+               "oracle_opa_estimate": oracle, "overlap": shared.to_dict(),
+               **({"training": _training_summary(training)} if training else {})},
+        label=label, contaminated=shared.contaminated)
     result.write(json_out)
+    mark = "  [CONTAMINATED: " + shared.describe() + "]" if shared.contaminated else ""
     click.echo(f"{label or model.name} on {result.dataset_id} ({split}, {side}): {result.num_programs:,} programs, "
-               f"{result.num_tasks} tasks")
+               f"{result.num_tasks} tasks{mark}")
     for m in TASK_METRICS:
         e = metrics[m]
-        share = f"  ({e['fraction_of_ceiling']:.1%} of the noise ceiling)" if "fraction_of_ceiling" in e else ""
+        share = f"  ({e['fraction_of_oracle']:.1%} of the estimated oracle)" if "fraction_of_oracle" in e else ""
         click.echo(f"  {m:<13} {e['mean']:.4f}  [{e['ci_low']:.4f}, {e['ci_high']:.4f}]  "
                    f"weighted {e['weighted_mean']:.4f}{share}")
     click.echo(f"wrote {json_out}")

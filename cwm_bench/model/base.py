@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cwm_bench.model.records import Records
+from cwm_bench.model.records import ALL_INPUTS, Records
 
 CONFIG_FILE = "config.json"
 
@@ -22,9 +22,15 @@ class CheckpointMismatchError(ValueError):
 class CostModel(abc.ABC):
     """Subclass, decorate with `@register_model("name")`, implement `fit`, `score`, `save_weights`,
     `load_weights` (and `fine_tune` to continue training from a checkpoint). Constructor keyword
-    arguments are the model's config (JSON-serializable)."""
+    arguments are the model's config (JSON-serializable).
+
+    `inputs` declares the input groups the model reads (`cwm_bench.model.records.INPUT_GROUPS`:
+    record_id, trace, actions, features, hardware); only those are computed and passed to `fit` and
+    `score`, offline and live. Declare as few as the model needs: per-store features cost ~4 ms a
+    candidate in the search."""
 
     name: ClassVar[str] = ""
+    inputs: ClassVar[frozenset[str]] = ALL_INPUTS
     defaults: ClassVar[dict[str, Any] | None] = None  # when set: options are checked and defaults filled in
     trainable: ClassVar[bool] = True  # False: nothing to learn (floors), usable without a checkpoint
     # Options that may differ from a checkpoint's when training continues from it (training
@@ -64,7 +70,9 @@ class CostModel(abc.ABC):
     def save(self, folder: str) -> None:
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, CONFIG_FILE), "w") as handle:
-            json.dump({"model": self.name, "config": self.config}, handle, indent=1, sort_keys=True)
+            # "class" says where the code lives, for the error when a fresh process lacks the plugin
+            json.dump({"model": self.name, "config": self.config,
+                       "class": f"{type(self).__module__}:{type(self).__qualname__}"}, handle, indent=1, sort_keys=True)
         self.save_weights(folder)
 
 
@@ -78,15 +86,29 @@ def read_checkpoint_config(folder: str) -> tuple[str, dict[str, Any]]:
     return saved["model"], saved["config"]
 
 
+def checkpoint_class_path(folder: str) -> str | None:
+    """The "module:Class" a checkpoint was saved from (None for checkpoints older than that field)."""
+    with open(os.path.join(folder, CONFIG_FILE)) as handle:
+        return json.load(handle).get("class")
+
+
 def load_checkpoint(folder: str, model: str | None = None, overrides: dict[str, Any] | None = None) -> CostModel:
     """Rebuild a saved model: its registered class from config.json, then its weights.
 
     To continue training, name the `model` expected and any `overrides` of its config: a checkpoint of
     another model, or an override of an option outside the class's `fine_tune_options`, raises
     `CheckpointMismatchError`."""
-    from cwm_bench.model.registry import create_model, model_class
+    from cwm_bench.model.registry import UnknownModelError, create_model, model_class
 
     name, config = read_checkpoint_config(folder)
+    try:
+        model_class(name)
+    except UnknownModelError:
+        where = checkpoint_class_path(folder)
+        raise UnknownModelError(
+            f"{folder} is a checkpoint of model {name!r}" + (f" ({where})" if where else "")
+            + ", which is not registered here: pass --include with the module or file that defines it, or install "
+            "the package that provides it (entry-point group cwm_bench.models)") from None
     if model is not None and model != name:
         raise CheckpointMismatchError(f"{folder} is a {name!r} checkpoint, not {model!r}")
     overrides = overrides or {}

@@ -7,8 +7,10 @@ with InProcessBuilder() as builder, IsolatedRunner() as runner:
                 cost_model=as_metaschedule_cost_model(create_model("ansor-xgb")))
 ```
 
-The adapter feeds live candidates to the model as the same `Records` columns a dataset has, so a
-model behaves the same offline and inside the search.
+The adapter feeds live candidates to the model through the same sealed seam as a dataset
+(`cwm_bench.model.records.seal`): the same columns, types and values for the same program, and only
+the input groups the model declares are computed (per-store features only for models that read
+them), so a model behaves the same offline and inside the search.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from tvm.s_tir import meta_schedule as ms
 from cwm_bench.candidates.actions import actions_from_trace_json, trace_to_json
 from cwm_bench.hardware import HardwareDescriptor, detect_cpu
 from cwm_bench.model.base import CostModel
-from cwm_bench.model.records import Records
+from cwm_bench.model.records import LABEL_COLUMN, Records, check_inputs, input_columns, seal
 from cwm_bench.rows.records import record_id, workload_row
-from cwm_bench.rows.schema import ACTION, FEATURE_DIM, WORKLOADS
+from cwm_bench.rows.schema import FEATURE_DIM, RECORDS, WORKLOADS
 from cwm_bench.tvm_env import structural_hash_hex
 from cwm_bench.workload.workload import Workload
 
@@ -53,8 +55,10 @@ class _Adapter(ms.cost_model.PyCostModel):
     """`ms.cost_model.PyCostModel` over a cwm-bench `CostModel` (wrapped by `derived_object` below)."""
 
     def __init__(self, model: CostModel, workload_lookup: Mapping[str, Workload] | None = None,
-                 refit_every: int = 1, hardware: HardwareDescriptor | None = None, seed: int = 0):
+                 refit_every: int = 1, hardware: HardwareDescriptor | None = None, seed: int = 0,
+                 inputs=None):
         self.model = model
+        self._inputs = None if inputs is None else check_inputs(inputs)
         self.workload_lookup = dict(workload_lookup or {})
         self.refit_every = refit_every
         self.hardware = hardware
@@ -66,9 +70,14 @@ class _Adapter(ms.cost_model.PyCostModel):
         self.predict_calls = 0
         self.update_calls = 0
         self.fits = 0
-        self.history: list[pa.Table] = []  # labelled records of every update, all tasks
+        self.history: list[pa.Table] = []  # labelled, sealed records of every update, all tasks
         self._workloads: dict[str, dict] = {}  # workload_id -> workloads-table row
         self._offset: dict[str, float] = {}  # workload_id -> shift making scores positive (see _positive)
+
+    @property
+    def inputs(self) -> frozenset[str]:
+        """The input groups computed for each candidate: the model's own, unless overridden."""
+        return self._inputs if self._inputs is not None else check_inputs(self.model.inputs)
 
     # -- PyCostModel ---------------------------------------------------------------------------
     def load(self, path: str) -> None:
@@ -85,8 +94,9 @@ class _Adapter(ms.cost_model.PyCostModel):
         keep = [i for i, r in enumerate(results) if r.error_msg is None and r.run_secs and len(r.run_secs)]
         if keep:
             table = self._table(context, [candidates[i] for i in keep])
-            latency = [float(np.mean([float(s) for s in results[i].run_secs])) for i in keep]
-            self.history.append(table.append_column("latency_s", pa.array(latency, pa.float64())))
+            # the median of the timings, as a dataset's latency_s (robust to a slow spell)
+            latency = [float(np.median([float(s) for s in results[i].run_secs])) for i in keep]
+            self.history.append(table.append_column(LABEL_COLUMN, pa.array(latency, pa.float64())))
         if self.trainable and self.history and self.update_calls % self.refit_every == 0:
             self.model.fit(Records(pa.concat_tables(self.history), self._workload_table()), progress=False)
             self.fitted, self._offset = True, {}  # new scores, new scale
@@ -127,28 +137,34 @@ class _Adapter(ms.cost_model.PyCostModel):
         return pa.Table.from_pylist(list(self._workloads.values()), schema=WORKLOADS)
 
     def _table(self, context, candidates: list) -> pa.Table:
-        """The model's input columns for live candidates of one task."""
+        """The sealed model inputs for live candidates of one task: only the declared groups are computed."""
         workload_id = self._workload(context)["workload_id"]
         hw = self.hardware = self.hardware or hardware_of_target(context.target)
-        feats = [f.numpy().astype(np.float32).reshape(-1, FEATURE_DIM)
-                 for f in ms.feature_extractor.PerStoreFeature().extract_from(context, candidates)]
-        traces = [trace_to_json(c.sch.trace) for c in candidates]
-        hashes = [structural_hash_hex(c.sch.mod) for c in candidates]
-        offsets = np.concatenate([[0], np.cumsum([len(f) for f in feats])]).astype(np.int32)
-        stores = pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate(feats).reshape(-1)), FEATURE_DIM)
+        wanted = set(input_columns(self.inputs))
         n = len(candidates)
-        return pa.table({
-            "record_id": [record_id(workload_id, h) for h in hashes],
-            "workload_id": [workload_id] * n,
-            "program_hash": hashes,
-            "trace_json": traces,
-            "actions": pa.array([actions_from_trace_json(t) for t in traces], pa.list_(ACTION)),
-            "features": pa.ListArray.from_arrays(pa.array(offsets), stores),
-            "hw_kind": [hw.kind] * n,
-            "hw_name": [hw.name] * n,
-            "hw_arch": [hw.arch] * n,
-            "hw_num_cores": pa.array([hw.num_cores] * n, pa.int32()),
-        })
+        columns: dict[str, Any] = {"workload_id": [workload_id] * n}
+        if "record_id" in wanted:
+            columns["record_id"] = [record_id(workload_id, structural_hash_hex(c.sch.mod)) for c in candidates]
+        if wanted & {"trace_json", "actions"}:
+            traces = [trace_to_json(c.sch.trace) for c in candidates]
+            if "trace_json" in wanted:
+                columns["trace_json"] = traces
+            if "actions" in wanted:
+                columns["actions"] = pa.array([actions_from_trace_json(t) for t in traces],
+                                              RECORDS.field("actions").type)
+        if "features" in wanted:
+            feats = [f.numpy().astype(np.float32).reshape(-1, FEATURE_DIM)
+                     for f in ms.feature_extractor.PerStoreFeature().extract_from(context, candidates)]
+            offsets = np.concatenate([[0], np.cumsum([len(f) for f in feats])]).astype(np.int32)
+            flat = np.concatenate(feats).reshape(-1) if feats else np.zeros(0, np.float32)
+            stores = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), FEATURE_DIM)
+            columns["features"] = pa.ListArray.from_arrays(pa.array(offsets), stores)
+        if "hw_id" in wanted:
+            columns.update({"hw_id": [hw.hw_id] * n, "hw_kind": [hw.kind] * n, "hw_name": [hw.name] * n,
+                            "hw_arch": [hw.arch] * n, "hw_num_cores": pa.array([hw.num_cores] * n, pa.int32()),
+                            "hw_isa": pa.array([list(hw.isa)] * n, pa.list_(pa.string())),
+                            "hw_descriptor": [hw.to_json()] * n})
+        return seal(pa.table(columns), self.inputs)
 
 
 _CostModelAdapter = derived_object(_Adapter)
@@ -156,17 +172,18 @@ _CostModelAdapter = derived_object(_Adapter)
 
 def as_metaschedule_cost_model(model: CostModel, workload_lookup: Mapping[str, Workload] | None = None,
                                refit_every: int = 1, hardware: HardwareDescriptor | None = None,
-                               seed: int = 0) -> Any:
+                               seed: int = 0, inputs=None) -> Any:
     """A MetaSchedule cost model (`ms.cost_model.PyCostModel`) that scores with `model`.
 
-    predict: candidates -> `Records` (per-store features, trace JSON, actions, this task's workload
-    row, hardware columns) -> `model.score`. update: measured candidates (errors skipped; latency =
-    mean of run_secs) are kept, and a trainable model is refit on all of them every `refit_every`
-    updates. `workload_lookup` maps a task's id (structural hash of its module) to its `Workload`
+    predict: candidates -> sealed `Records` (the groups of `model.inputs`, or of `inputs` when given:
+    record ids, trace JSON, actions, per-store features, hardware columns; and this task's workload
+    row) -> `model.score`. update: measured candidates (errors skipped; latency = median of
+    run_secs, as in datasets) are kept, and a trainable model is refit on all of them every
+    `refit_every` updates. `workload_lookup` maps a task's id (structural hash of its module) to its `Workload`
     (task name, family, networks); unknown tasks get one built from the module. Counters
     `predict_calls`, `update_calls` and `fits` are readable on the returned object.
     """
-    return _CostModelAdapter(model, workload_lookup, refit_every, hardware, seed)
+    return _CostModelAdapter(model, workload_lookup, refit_every, hardware, seed, inputs)
 
 
 class _Builder(ms.builder.PyBuilder):

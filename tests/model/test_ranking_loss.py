@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.ranking_loss import lambdarank_group, lambdarank_loss, task_batches
+from cwm_bench.baselines.ranking_loss import lambdarank_group, lambdarank_loss, task_batches
 
 LATENCY = torch.tensor([1.0, 2.0, 4.0, 8.0])  # program 0 is the fastest
 
