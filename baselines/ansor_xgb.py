@@ -95,6 +95,11 @@ class _XGBBase(CostModel):
 
     defaults = DEFAULTS
     inputs: ClassVar[frozenset[str]] = frozenset({"features"})
+    option_types: ClassVar[dict[str, type]] = {"nthread": int}
+    option_ranges: ClassVar[dict[str, tuple]] = {
+        "max_depth": (1, None, "[]"), "gamma": (0, None, "[]"), "min_child_weight": (0, None, "[]"),
+        "eta": (0, 1, "(]"), "nthread": (1, None, "[]"), "num_boost_round": (1, None, "[]"),
+        "early_stopping_rounds": (1, None, "[]"), "valid_fraction": (0, 1, "[)")}
     # Boosting more trees on a loaded booster works with any booster parameters for the new trees.
     fine_tune_options: ClassVar[frozenset[str]] = frozenset(DEFAULTS)
 

@@ -36,10 +36,11 @@ class RandomModel(CostModel):
 
     trainable: ClassVar[bool] = False
     inputs: ClassVar[frozenset[str]] = frozenset({"record_id"})
+    defaults: ClassVar[dict] = {"seed": 0}
 
-    def __init__(self, seed: int = 0, **config):
-        super().__init__(seed=seed, **config)
-        self.seed = seed
+    def __init__(self, **config):
+        super().__init__(**config)
+        self.seed = int(self.config["seed"])
 
     def fit(self, train: Records, progress: bool = True) -> None:
         pass  # nothing to learn
@@ -63,6 +64,7 @@ class FlopsModel(CostModel):
 
     trainable: ClassVar[bool] = False
     inputs: ClassVar[frozenset[str]] = frozenset({"features"})
+    defaults: ClassVar[dict] = {}  # no options
 
     def fit(self, train: Records, progress: bool = True) -> None:
         pass  # nothing to learn

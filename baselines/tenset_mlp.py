@@ -84,6 +84,10 @@ class TenSetMLPModel(CostModel):
 
     defaults = DEFAULTS
     inputs: ClassVar[frozenset[str]] = frozenset({"features"})
+    option_ranges: ClassVar[dict[str, tuple]] = {
+        "hidden": (1, None, "[]"), "layers": (1, None, "[]"), "residual_layers": (0, None, "[]"),
+        "epochs": (1, None, "[]"), "lr": (0, None, "()"), "tasks_per_batch": (1, None, "[]"),
+        "group_size": (2, None, "[]")}
     fine_tune_options: ClassVar[frozenset[str]] = frozenset(
         {"epochs", "lr", "tasks_per_batch", "group_size", "seed", "device"})
 

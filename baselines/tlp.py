@@ -157,6 +157,12 @@ class TLPModel(CostModel):
 
     defaults = DEFAULTS
     inputs: ClassVar[frozenset[str]] = frozenset({"actions"})
+    option_ranges: ClassVar[dict[str, tuple]] = {
+        "d_model": (1, None, "[]"), "layers": (1, None, "[]"), "heads": (1, None, "[]"), "ff": (1, None, "[]"),
+        "dropout": (0, 1, "[)"), "max_len": (1, None, "[]"), "decision_width": (1, None, "[]"),
+        "attr_width": (0, None, "[]"), "attr_buckets": (1, None, "[]"),
+        "epochs": (1, None, "[]"), "lr": (0, None, "()"), "tasks_per_batch": (1, None, "[]"),
+        "group_size": (2, None, "[]")}
     fine_tune_options: ClassVar[frozenset[str]] = frozenset(
         {"epochs", "lr", "tasks_per_batch", "group_size", "seed", "device", "dropout"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cwm_bench.cli import main
+from cwm_bench.hardware import GPU_PRESETS  # no TVM at import: keeps `cwm-bench --help` fast
 
 CUDA_FLOW = """GPU datasets are collected in three steps (no GPU is needed here; see docs/cuda.md):
   1. cwm-bench build-cuda --workloads mini --gpu h100 --per-task 32 --out .cuda/bundles
@@ -15,7 +16,8 @@ CUDA_FLOW = """GPU datasets are collected in three steps (no GPU is needed here;
 
 @main.command("build-cuda")
 @click.option("--workloads", "suite", default="mini", show_default=True, help="A suite, optionally filtered.")
-@click.option("--gpu", type=click.Choice(["h100", "h200"]), default="h100", show_default=True)
+@click.option("--gpu", type=click.Choice(list(GPU_PRESETS)), default="h100", show_default=True,
+              help="The GPU preset to build for (cwm_bench.hardware.GPU_PRESETS).")
 @click.option("--per-task", default=32, show_default=True, help="Random candidates per task.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for bundle-000, bundle-001, ...")
@@ -30,7 +32,6 @@ def build_cuda(suite: str, gpu: str, per_task: int, out_dir: str, seed: int, max
     """Step 1 of a GPU dataset: draw random CUDA candidates and compile them (host library + cubin,
     with nvcc; no GPU needed) into bundles of at most --max-bundle-mb each."""
     from cwm_bench.cuda.build import build_cuda_bundle
-    from cwm_bench.hardware import GPU_PRESETS
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
     index, _, count = shard.partition("/")

@@ -37,6 +37,11 @@ class CostModel(abc.ABC):
     # hyper-parameters). Every other option fixes what the saved weights mean, so it must match.
     fine_tune_options: ClassVar[frozenset[str]] = frozenset()
 
+    # Ranges of numeric options: name -> (low, high, "[]" | "[)" | "(]" | "()"); None = unbounded.
+    option_ranges: ClassVar[dict[str, tuple[float | None, float | None, str]]] = {}
+    # Types of options whose default is None (they also accept None), e.g. {"nthread": int}.
+    option_types: ClassVar[dict[str, type]] = {}
+
     def __init__(self, **config: Any):
         if self.defaults is not None:
             unknown = sorted(set(config) - set(self.defaults))
@@ -44,6 +49,9 @@ class CostModel(abc.ABC):
                 raise ValueError(f"unknown {self.name or type(self).__name__} option(s) {unknown}; "
                                  f"valid: {sorted(self.defaults)}")
             config = {**self.defaults, **config}
+            for key, value in config.items():
+                check_option(self.name or type(self).__name__, key, value, self.defaults[key],
+                             self.option_types.get(key), self.option_ranges.get(key))
         self.config: dict[str, Any] = config
 
     @abc.abstractmethod
@@ -74,6 +82,28 @@ class CostModel(abc.ABC):
             json.dump({"model": self.name, "config": self.config,
                        "class": f"{type(self).__module__}:{type(self).__qualname__}"}, handle, indent=1, sort_keys=True)
         self.save_weights(folder)
+
+
+def check_option(model: str, key: str, value: Any, default: Any, declared: type | None,
+                 bounds: tuple[float | None, float | None, str] | None) -> None:
+    """ValueError naming the option when `value` has another type than the default's (an int where a
+    float is expected is fine) or lies outside `bounds`."""
+    if value is None and default is None:
+        return
+    expected = declared or type(default)
+    ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise ValueError(f"{model} option {key!r} must be {expected.__name__}"
+                         f"{' or null' if default is None else ''}, got {value!r}")
+    if bounds is not None and isinstance(value, int | float):
+        low, high, kind = bounds
+        below = low is not None and (value < low if kind[0] == "[" else value <= low)
+        above = high is not None and (value > high if kind[1] == "]" else value >= high)
+        if below or above:
+            interval = f"{kind[0]}{'-inf' if low is None else low}, {'inf' if high is None else high}{kind[1]}"
+            raise ValueError(f"{model} option {key!r} must be in {interval}, got {value!r}")
 
 
 def read_checkpoint_config(folder: str) -> tuple[str, dict[str, Any]]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 
-from baselines.tlp import Tokens, decision_bucket
+from cwm_bench.baselines.tlp import Tokens, decision_bucket
 from cwm_bench.metrics import Evaluator
 from cwm_bench.model import Records, create_model
 
@@ -69,10 +71,32 @@ def test_padding_does_not_change_a_score():
     assert alone[0] == pytest.approx(with_longer[0], abs=1e-5)
 
 
+def tile_and_parallel(actions: list[dict]) -> tuple[int, int]:
+    tile = next(a["decision"][0] for a in actions if a["kind"] == "SamplePerfectTile")
+    return tile, int(next(a["inputs"][1] for a in actions if a["kind"] == "Annotate"))
+
+
+# (tile, parallel) pairs no fitted program has: only learning what each choice costs ranks them.
+HELD_OUT = {(1, 32), (8, 16), (16, 32), (64, 16)}
+
+
 def test_learns_a_planted_signal():
-    records = synthetic()
+    """Fit on tasks 0-2 without the HELD_OUT combinations; rank those programs, and all of task 3.
+
+    A model that memorized the fitted sequences has never seen a held-out one and ranks them at chance."""
+    records = synthetic(n_tasks=4, per_task=48)
+    tasks = records.task_ids()
+    held = np.array([tile_and_parallel(a) in HELD_OUT for a in records.actions()])
+    fit = records.take(np.flatnonzero((tasks != "task3") & ~held))
+    new_programs = records.take(np.flatnonzero((tasks != "task3") & held))
+    new_task = records.take(np.flatnonzero(tasks == "task3"))
+    assert set(fit.task_ids()) == set(new_programs.task_ids()) == {"task0", "task1", "task2"}
+    fitted = {json.dumps(a) for a in fit.actions()}
+    assert not fitted & {json.dumps(a) for a in new_programs.actions()}
     model = create_model("tlp", d_model=32, ff=64, epochs=25, lr=5e-3, group_size=16, tasks_per_batch=2)
-    model.fit(records, progress=False)
-    opa = Evaluator(["opa"], n_bootstrap=10).eval({"task_id": records.task_ids(), "y_true_latency": records.latency(),
-                                                   "y_score": model.score(records)})["opa"]["mean"]
-    assert opa > 0.8
+    model.fit(fit, progress=False)
+    for held_out in (new_programs, new_task):
+        opa = Evaluator(["opa"], n_bootstrap=10).eval({
+            "task_id": held_out.task_ids(), "y_true_latency": held_out.latency(),
+            "y_score": model.score(held_out.without_labels())})["opa"]["mean"]
+        assert opa > 0.8
