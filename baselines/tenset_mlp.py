@@ -86,7 +86,7 @@ class TenSetMLPModel(CostModel):
     inputs: ClassVar[frozenset[str]] = frozenset({"features"})
     option_ranges: ClassVar[dict[str, tuple]] = {
         "hidden": (1, None, "[]"), "layers": (1, None, "[]"), "residual_layers": (0, None, "[]"),
-        "epochs": (1, None, "[]"), "lr": (0, None, "()"), "tasks_per_batch": (1, None, "[]"),
+        "epochs": (0, None, "[]"), "lr": (0, None, "()"), "tasks_per_batch": (1, None, "[]"),
         "group_size": (2, None, "[]")}
     fine_tune_options: ClassVar[frozenset[str]] = frozenset(
         {"epochs", "lr", "tasks_per_batch", "group_size", "seed", "device"})
@@ -108,6 +108,8 @@ class TenSetMLPModel(CostModel):
         return net.to(c["device"])
 
     def fit(self, train: Records, progress: bool = True) -> None:
+        if int(self.config["epochs"]) < 1:
+            raise ValueError(f"{self.name}: epochs must be >= 1 to train from scratch (0 only when fine-tuning)")
         features = train.features()
         stacked = np.concatenate(features) if features else np.zeros((0, NUM_FEATURES), np.float32)
         # TenSet's normalization: divide each column by its max over the training set (1 if never > 0)

@@ -161,7 +161,7 @@ class TLPModel(CostModel):
         "d_model": (1, None, "[]"), "layers": (1, None, "[]"), "heads": (1, None, "[]"), "ff": (1, None, "[]"),
         "dropout": (0, 1, "[)"), "max_len": (1, None, "[]"), "decision_width": (1, None, "[]"),
         "attr_width": (0, None, "[]"), "attr_buckets": (1, None, "[]"),
-        "epochs": (1, None, "[]"), "lr": (0, None, "()"), "tasks_per_batch": (1, None, "[]"),
+        "epochs": (0, None, "[]"), "lr": (0, None, "()"), "tasks_per_batch": (1, None, "[]"),
         "group_size": (2, None, "[]")}
     fine_tune_options: ClassVar[frozenset[str]] = frozenset(
         {"epochs", "lr", "tasks_per_batch", "group_size", "seed", "device", "dropout"})
@@ -185,6 +185,8 @@ class TLPModel(CostModel):
         return Tokens(records.actions(), self.kinds, self.config)
 
     def fit(self, train: Records, progress: bool = True) -> None:
+        if int(self.config["epochs"]) < 1:
+            raise ValueError(f"{self.name}: epochs must be >= 1 to train from scratch (0 only when fine-tuning)")
         sequences = train.actions()
         names = sorted({a["kind"] for actions in sequences for a in actions})
         self.kinds = {k: i + 2 for i, k in enumerate(names)}

@@ -10,8 +10,8 @@ import os
 
 import yaml
 
-from cwm_bench.splits import SPLIT_COLUMNS
 from cwm_bench.data_cards.stats import dataset_stats, hf_features
+from cwm_bench.splits import SPLIT_COLUMNS
 
 __all__ = ["dataset_stats", "hf_features", "human_bytes", "render_card", "write_card"]
 
@@ -149,7 +149,9 @@ def _body(s: dict, name: str) -> list[str]:
                                                                             strict=True)]), ""]
     lines += _splits(s) + _noise_section(s["noise"]) + _counts_section(s) + _limitations(s) + [
         "## Citation", "", "```bibtex", "@misc{cwm_bench,", "  title  = {CWM-Bench: a dataset and benchmark for "
-        "learned tensor-program cost models},", "  author = {TODO},", "  year   = {TODO},",
+        "learned tensor-program cost models},", "  author = {CWM-Bench contributors},",
+        # the year of the last measurement: read from the data, so the same data gives the same card
+        *([f"  year   = {{{s['measured_to'][:4]}}},"] if s["measured_to"] else []),
         f"  url    = {{https://huggingface.co/datasets/{name}}}", "}", "```"]
     return lines
 
@@ -163,17 +165,50 @@ def _splits(s: dict) -> list[str]:
             *_table(["column", "definition", "train records", "test records", "train tasks", "test tasks"], rows), ""]
 
 
+_NOISE_MEANINGS = {
+    "two_run_agreement": "two-run agreement, mean over tasks",
+    "two_run_agreement_pooled": "two-run agreement, pooled over all compared pairs",
+    "oracle_opa": "estimated oracle accuracy (OPA against the labels), mean over tasks",
+    "oracle_opa_pooled": "estimated oracle accuracy, tasks weighted by compared pairs",
+    "tasks": "tasks with re-measured programs", "pairs": "program pairs compared (within a task, no ties)",
+    "agreeing_pairs": "pairs both runs order alike", "programs": "programs ok in both runs",
+    "median_cv_original": "median coefficient of variation of a program's timings, original run (the labels)",
+    "median_cv_remeasured": "the same, re-measurement",
+    "median_rel_change": "median relative change of a program's latency between the runs",
+    "median_ratio": "median latency ratio re-measured / original",
+    "hw_ids_original": "hardware of the original run", "hw_ids_remeasured": "hardware of the re-measurement",
+}
+
+
 def _noise_section(noise: dict | None) -> list[str]:
-    lines = ["## Noise ceiling", ""]
+    lines = ["## Noise: two-run agreement and estimated oracle accuracy", ""]
     if noise is None:
         return lines + ["Not measured yet: this release holds no re-measurements.", ""]
-    lines.append(f"The `noise` config holds {noise['rows']:,} re-measurements of released records.")
-    if not noise["ceiling"]:
-        return lines + ["", "The noise ceiling is not measured yet.", ""]
-    rows = [[f"`{k}`", _figure(v)] for k, v in noise["ceiling"].items() if not isinstance(v, dict)]
-    nested = [f"`{k}` ({len(v)} entries)" for k, v in noise["ceiling"].items() if isinstance(v, dict)]
-    lines += ["Pairwise agreement between the two runs is the highest pairwise accuracy a cost model can "
-              "reliably reach on this hardware.", "", *_table(["figure", "value"], rows), ""]
+    lines.append(f"The `noise` config holds {noise['rows']:,} re-measurements of released records: the same programs "
+                 "timed again on the same hardware, in a separate process, later.")
+    reference = noise.get("reference")
+    if not reference or not reference.get("pairs"):
+        return lines + ["", "No re-measured pair of programs to compare yet.", ""]
+    lines += [
+        "",
+        "- **Two-run agreement**: the share of a task's program pairs that both runs order the same way (pairs "
+        "tied in either run are skipped). It is not an upper bound on a model's accuracy: a model that knew the "
+        "true latencies would agree with one noisy run more often than two noisy runs agree with each other.",
+        "- **Estimated oracle accuracy**: the pairwise ordering accuracy (OPA), against this release's labels "
+        "(the original run), of a model that knew the true latencies. It is estimated per task from the two-run "
+        "agreement by the correction for attenuation, which assumes independent, equally large, roughly "
+        "Gaussian errors in both runs: too high if the labels are the noisier run, too low if they are the "
+        "quieter one. A model can exceed it only through estimation error. Method and measured biases: "
+        "`cwm_bench/noise.py`.",
+    ]
+    cv_a, cv_b = reference.get("median_cv_original"), reference.get("median_cv_remeasured")
+    if cv_a and cv_b and max(cv_a / cv_b, cv_b / cv_a) >= 1.5:
+        lines.append(f"- Here the {'original run' if cv_a > cv_b else 're-measurement'}'s timings spread "
+                     f"{max(cv_a / cv_b, cv_b / cv_a):.1f}x more (median CV {cv_a:.1%} vs {cv_b:.1%}): if its "
+                     f"errors are larger too, the estimate is too {'high' if cv_a > cv_b else 'low'}.")
+    rows = [[f"`{k}`", _figure(v), _NOISE_MEANINGS.get(k, "")] for k, v in reference.items() if not isinstance(v, dict)]
+    nested = [f"`{k}` ({len(v)} entries)" for k, v in reference.items() if isinstance(v, dict)]
+    lines += ["", *_table(["figure", "value", "meaning"], rows), ""]
     return lines + ([f"Per-group figures in the stats: {', '.join(nested)}.", ""] if nested else [])
 
 
@@ -229,7 +264,7 @@ def _limitations(s: dict) -> list[str]:
         cores = ", ".join(str(h["cores"]) for h in s["hardware"])
         specific = [f"- One CPU model ({n} hardware id): latencies do not transfer to other CPUs.",
                     f"- Measured on a shared cloud machine ({cores} cores): the protocol interleaves rounds and keeps "
-                    "every timing against noise, but other tenants still move timings (see the noise ceiling)."]
+                    "every timing against noise, but other tenants still move timings (see the noise section)."]
     return ["## Known limitations", "",
             "- BatchNorm is not folded into convolutions by TVM's Relax tuning pipeline: network conv tasks carry "
             "a per-channel epilogue, unlike TenSet's Relay-era tasks.", *specific,

@@ -200,13 +200,14 @@ def _iso(value) -> str | None:
 
 
 def _noise(root: str, configs: dict) -> dict | None:
-    """Noise-ceiling figures when the release carries re-measurements; None without a noise table."""
+    """Two-run agreement and estimated oracle accuracy when the release carries re-measurements; None
+    without a noise table."""
     if "noise" not in configs:
         return None
-    from cwm_bench.noise import dataset_noise_ceiling
+    from cwm_bench.noise import dataset_noise_reference
 
-    ceiling = dataset_noise_ceiling(root)
-    return {"rows": configs["noise"]["num_examples"], "ceiling": json.loads(json.dumps(ceiling, default=str))}
+    reference = dataset_noise_reference(root)
+    return {"rows": configs["noise"]["num_examples"], "reference": json.loads(json.dumps(reference, default=str))}
 
 
 # -- rendering (pure: stats in, text out) ----------------------------------------------------------

@@ -15,12 +15,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import cwm_bench.noise as noise_module
 from cwm_bench.cli import main
+from cwm_bench.data_cards.card import dataset_stats, hf_features, render_card
 from cwm_bench.release import ReleaseError, build_release, verify_checksums
 from cwm_bench.rows.reader import read_table
 from cwm_bench.rows.schema import RECORDS
 from cwm_bench.splits import SPLIT_COLUMNS
-from data_cards.card import dataset_stats, hf_features, render_card
 
 NAME = "cwm-bench/tiny-test"
 
@@ -111,7 +112,37 @@ def test_card_configs_and_numbers_match_the_data(release):
         assert f"| `{column}` |" in text and f"| {12 - test} | {test} |" in text, scheme
     hw = records["hw_name"][0].as_py()
     assert hw in text and records["tvm_version"][0].as_py() in text
-    assert "Not measured yet" in text and "author = {TODO}" in text
+    assert "Not measured yet" in text
+    year = pc.max(records["measured_at"]).as_py().year  # the citation's year is read from the data
+    assert "author = {CWM-Bench contributors}" in text and f"year   = {{{year}}}" in text
+
+
+def _assert_no_placeholder(text: str) -> None:
+    assert "TODO" not in text, [line for line in text.splitlines() if "TODO" in line]
+
+
+def test_rendered_cards_hold_no_placeholder(release, tmp_path, tiny_dataset):
+    out, _ = release
+    _assert_no_placeholder((out / "README.md").read_text())
+    stats = dataset_stats(str(out))
+    _assert_no_placeholder(render_card(stats, NAME))
+    _assert_no_placeholder(render_card({**stats, "measured_to": None}, NAME))  # no year: the line is left out
+    shutil.copytree(tiny_dataset, tmp_path / "src")  # and a card with a noise section
+    records = read_table(tiny_dataset, "records")
+    (tmp_path / "src" / "noise").mkdir()
+    pq.write_table(noise_module.noise_table(records, records), tmp_path / "src" / "noise" / "part-0.parquet")
+    build_release(str(tmp_path / "src"), str(tmp_path / "out"), NAME)
+    _assert_no_placeholder((tmp_path / "out" / "README.md").read_text())
+
+
+@pytest.mark.parametrize("folder", ["cwm-bench-cpu-v0", "cwm-bench-h200-v0"])
+def test_committed_release_cards_hold_no_placeholder_or_ceiling(folder):
+    path = os.path.join(os.path.dirname(__file__), "..", "datasets", folder, "README.md")
+    if not os.path.exists(path):
+        pytest.skip(f"{folder} is not in this checkout")
+    text = open(path).read()
+    _assert_no_placeholder(text)
+    assert "ceiling" not in text.lower() and "| `oracle_opa` |" in text and "| `two_run_agreement` |" in text
 
 
 def test_render_card_is_pure(release):
@@ -158,19 +189,24 @@ def test_noise_table_is_carried_into_the_release(tmp_path, tiny_dataset):
     assert "12 re-measurements" in (tmp_path / "out" / "README.md").read_text()
 
 
-def test_noise_ceiling_from_the_noise_module(tmp_path, tiny_dataset):
-    noise = pytest.importorskip("cwm_bench.noise")
+def test_noise_reference_from_the_noise_module(tmp_path, tiny_dataset):
     import datasets
 
     shutil.copytree(tiny_dataset, tmp_path / "src")
     records = read_table(tiny_dataset, "records")
     (tmp_path / "src" / "noise").mkdir()
-    pq.write_table(noise.noise_table(records, records), tmp_path / "src" / "noise" / "part-0.parquet")
+    pq.write_table(noise_module.noise_table(records, records), tmp_path / "src" / "noise" / "part-0.parquet")
     stats = build_release(str(tmp_path / "src"), str(tmp_path / "out"), NAME)
     ok = pc.sum(pc.equal(records["status"], "ok")).as_py()
-    assert stats["noise"]["rows"] == ok and stats["noise"]["ceiling"]["programs"] == ok
+    reference = stats["noise"]["reference"]
+    assert stats["noise"]["rows"] == ok and reference["programs"] == ok
+    # a run compared with itself agrees fully, and so does the oracle estimate
+    assert reference["two_run_agreement"] == 1.0 and reference["oracle_opa"] == 1.0
     text = (tmp_path / "out" / "README.md").read_text()
-    assert f"| `programs` | {ok} |" in text and "| `agreement` |" in text and "`per_task` (2 entries)" in text
+    assert f"| `programs` | {ok} |" in text and "`per_task` (2 entries)" in text
+    assert "| `two_run_agreement` | 1 | two-run agreement, mean over tasks |" in text
+    assert "| `oracle_opa` | 1 |" in text and "| `oracle_opa_pooled` |" in text
+    assert "ceiling" not in text.lower() and "highest" not in text.lower()
     loaded = datasets.load_dataset(str(tmp_path / "out"), "noise", split="train", cache_dir=str(tmp_path / "c"))
     assert loaded.num_rows == ok
 

@@ -67,7 +67,7 @@ def test_cuda_target_is_refused_and_writes_nothing(tmp_path):
 
 
 def test_remeasure_tiny_dataset_then_noise(tiny_dataset, tmp_path, hardware):
-    from cwm_bench.noise import noise_ceiling
+    from cwm_bench.noise import run_agreement
     from cwm_bench.rows.reader import read_table
     from cwm_bench.validate import validate_dataset
 
@@ -94,7 +94,7 @@ def test_remeasure_tiny_dataset_then_noise(tiny_dataset, tmp_path, hardware):
     assert again.exit_code == 0 and "12 already measured" in again.output and "0 measured" in again.output
     assert read_table(out, "records").num_rows == new.num_rows
 
-    figures = noise_ceiling(source, new)
+    figures = run_agreement(source, new)
     assert figures["programs"] >= 2 and 0.0 <= figures["agreement"] <= 1.0
     report = CliRunner().invoke(main, ["noise", tiny_dataset, out, "--json", str(tmp_path / "noise.json")])
     assert report.exit_code == 0 and "matmul_64x64x64" in report.output

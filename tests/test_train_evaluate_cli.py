@@ -22,7 +22,7 @@ def test_train_then_evaluate_writes_a_valid_result(tiny_dataset, tmp_path):
     assert (ckpt / "model.json").exists() and (ckpt / "config.json").exists()
 
     evaluated = runner.invoke(main, ["evaluate", "--model", str(ckpt), "--data", tiny_dataset, "--split", "all",
-                                     "--json", str(out)])
+                                     "--json", str(out), "--allow-overlap"])  # trained on these records
     assert evaluated.exit_code == 0, evaluated.output
     result = json.loads(out.read_text())
     validate_result(result)
@@ -75,7 +75,7 @@ def test_validate_result_names_missing_or_mistyped_fields():
         validate_result({**good, "metrics": {**good["metrics"], "opa": {"mean": 0.5}}})
 
 
-def test_evaluate_reports_opa_as_a_share_of_the_noise_ceiling(tiny_dataset, tmp_path):
+def test_evaluate_reports_opa_as_a_share_of_the_estimated_oracle(tiny_dataset, tmp_path):
     import shutil
 
     import pyarrow.compute as pc
@@ -97,6 +97,8 @@ def test_evaluate_reports_opa_as_a_share_of_the_noise_ceiling(tiny_dataset, tmp_
                                        "--json", str(out)])
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
-    assert saved["notes"]["noise_ceiling_opa"] == pytest.approx(0.5)
-    assert saved["metrics"]["opa"]["fraction_of_ceiling"] == pytest.approx(saved["metrics"]["opa"]["mean"] / 0.5)
-    assert "of the noise ceiling" in result.output
+    # agreement 0 -> oracle estimate 0.5, agreement 1 -> 1.0 (cwm_bench.noise.oracle_opa_estimate)
+    assert saved["notes"]["two_run_agreement_opa"] == pytest.approx(0.5)
+    assert saved["notes"]["oracle_opa_estimate"] == pytest.approx(0.75)
+    assert saved["metrics"]["opa"]["fraction_of_oracle"] == pytest.approx(saved["metrics"]["opa"]["mean"] / 0.75)
+    assert "of the estimated oracle" in result.output

@@ -109,12 +109,16 @@ def _init_model(init_dir: str, name: str, config: dict):
         raise click.BadParameter(str(exc), param_hint="--model") from exc
     try:
         saved, _ = read_checkpoint_config(init_dir)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise click.BadParameter(f"{init_dir}: not a readable checkpoint ({exc})", param_hint="--init") from exc
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--init") from exc
     if saved != name:
         raise click.BadParameter(f"{init_dir} is a {saved!r} checkpoint, but --model is {name!r}", param_hint="--init")
+    from cwm_bench.model import CheckpointError
+
     try:
         return load_checkpoint(init_dir, model=name, overrides=config)
+    except CheckpointError as exc:
+        raise click.BadParameter(str(exc), param_hint="--init") from exc
     except CheckpointMismatchError as exc:
         raise click.BadParameter(str(exc), param_hint="--config") from exc
     except (TypeError, ValueError) as exc:
@@ -128,8 +132,18 @@ def _read_training(checkpoint: str) -> dict | None:
     path = os.path.join(checkpoint, TRAINING_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as handle:
-        return json.load(handle)
+    try:
+        with open(path) as handle:
+            training = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: not readable JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(training, dict):
+        raise click.ClickException(f"{path}: must hold a JSON object, got {type(training).__name__}")
+    for key in ("workload_ids", "record_ids"):
+        if key in training and not (isinstance(training[key], list)
+                                    and all(isinstance(i, str) for i in training[key])):
+            raise click.ClickException(f"{path}: {key!r} must be a list of ids")
+    return training
 
 
 def _write_training(out_dir: str, data_dir: str, split: str, records, init_dir: str | None,
@@ -154,6 +168,47 @@ def _write_training(out_dir: str, data_dir: str, split: str, records, init_dir: 
                 "record_ids": sorted(records.record_ids)}
     with open(os.path.join(out_dir, TRAINING_FILE), "w") as handle:
         json.dump(training, handle, indent=1, sort_keys=True)
+
+
+def _check_out(out_dir: str) -> None:
+    """--out may be new, empty, or a checkpoint (replaced whole): never a dataset or another folder."""
+    import os
+
+    if not os.path.exists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise click.BadParameter(f"{out_dir} is a file", param_hint="--out")
+    for marker in ("manifest.json", "checksums.sha256", "data", "records"):
+        if os.path.exists(os.path.join(out_dir, marker)):
+            raise click.BadParameter(f"{out_dir} is a dataset folder (it has {marker}); a checkpoint needs its own "
+                                     "folder", param_hint="--out")
+    if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, "config.json")):
+        raise click.BadParameter(f"{out_dir} is neither empty nor a checkpoint; choose a new folder",
+                                 param_hint="--out")
+
+
+def _replace_folder(out_dir: str, write) -> None:
+    """Write a folder beside `out_dir`, then swap it in: no stale files of an earlier checkpoint, and
+    nothing half-written if training or saving fails."""
+    import os
+    import shutil
+    import tempfile
+
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".partial-", dir=parent)
+    try:
+        write(staging)
+        if os.path.exists(out_dir):
+            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
+            os.rename(out_dir, os.path.join(old, "ckpt"))
+            os.rename(staging, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, out_dir)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 @main.command()
@@ -191,6 +246,7 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
     if init_dir is not None and os.path.realpath(init_dir) == os.path.realpath(out_dir):
         raise click.BadParameter("must differ from --init (the checkpoint to start from stays as it is)",
                                  param_hint="--out")
+    _check_out(out_dir)
     config = _model_config(config_json)
     model = _create_model(model_name, config) if init_dir is None else _init_model(init_dir, model_name, config)
     records = _side_of(data_dir, split, "train", model.inputs)
@@ -208,10 +264,10 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
             model.fit(records.labelled(), progress=not no_progress)
         else:
             model.fine_tune(records.labelled(), progress=not no_progress)
-    except NotImplementedError as exc:
-        raise click.ClickException(str(exc)) from exc
-    model.save(out_dir)
-    _write_training(out_dir, data_dir, split, records, init_dir, max_train_records, seed)
+    except (NotImplementedError, ValueError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+    _replace_folder(out_dir, lambda folder: (model.save(folder), _write_training(
+        folder, data_dir, split, records, init_dir, max_train_records, seed)))
     click.echo(f"wrote {out_dir} ({time.perf_counter() - started:.1f} s)")
 
 

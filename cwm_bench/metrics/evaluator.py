@@ -19,7 +19,11 @@ class Evaluator:
 
     Each metric is computed per task (tasks with fewer than 2 programs are skipped), then reported as
     the plain mean over tasks, the task-weighted mean, and a bootstrap 95% interval over tasks.
-    With `ceiling={"opa": 0.95, ...}` each metric is also given as a fraction of the noise ceiling.
+    With `reference={"opa": 0.94, ...}` (per metric, the estimated value an oracle that knew the true
+    latencies would reach against these labels; for OPA, `cwm_bench.noise.dataset_noise_reference`'s
+    `oracle_opa`), each such metric also gets `fraction_of_oracle` = mean / reference. The reference
+    is an estimate, so the fraction can exceed 1, but only through estimation error (its assumptions
+    and biases are in `cwm_bench/noise.py`).
     """
 
     expected_input_format = (
@@ -30,16 +34,21 @@ class Evaluator:
         "  task_weight    : optional float >= 0, the task's weight (constant within a task; e.g. how\n"
         "                   often it occurs in its networks); default 1 per task")
     expected_output_format = (
-        "dict: {metric: {'mean', 'weighted_mean', 'ci_low', 'ci_high', ['fraction_of_ceiling']}} plus "
-        "'num_tasks', 'num_programs' and 'per_task' ({task_id: {metric: value}})")
+        "dict: {metric: {'mean', 'weighted_mean', 'ci_low', 'ci_high', ['fraction_of_oracle']}} plus "
+        "'num_tasks', 'num_programs' and 'per_task' ({task_id: {metric: value}}); fraction_of_oracle "
+        "(only for metrics given a reference) = mean / the estimated oracle value, which can exceed 1 only "
+        "through estimation error")
 
-    def __init__(self, metrics: Sequence[str] | None = None, ceiling: dict[str, float] | None = None,
+    def __init__(self, metrics: Sequence[str] | None = None, reference: dict[str, float] | None = None,
                  n_bootstrap: int = 1000, seed: int = 0):
         unknown = [m for m in metrics or () if m not in TASK_METRICS]
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(TASK_METRICS)}")
         self.metrics = list(metrics or TASK_METRICS)
-        self.ceiling = ceiling or {}
+        unknown = [m for m in reference or () if m not in TASK_METRICS]
+        if unknown:
+            raise ValueError(f"reference for unknown metric(s) {unknown}; valid: {', '.join(TASK_METRICS)}")
+        self.reference = {m: v for m, v in (reference or {}).items() if v}
         self.n_bootstrap = n_bootstrap
         self.seed = seed
 
@@ -94,7 +103,7 @@ class Evaluator:
                      "weighted_mean": float((v * vw).sum() / vw.sum()) if vw.sum() > 0 else float("nan"),
                      "ci_low": float(np.nanpercentile(samples, 2.5)),
                      "ci_high": float(np.nanpercentile(samples, 97.5))}
-            if m in self.ceiling and self.ceiling[m]:
-                entry["fraction_of_ceiling"] = entry["mean"] / self.ceiling[m]
+            if m in self.reference:
+                entry["fraction_of_oracle"] = entry["mean"] / self.reference[m]
             result[m] = entry
         return result

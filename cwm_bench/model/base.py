@@ -15,6 +15,10 @@ from cwm_bench.model.records import ALL_INPUTS, Records
 CONFIG_FILE = "config.json"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be read: the message is one line naming the file."""
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint cannot start the requested training: another model, or a config it cannot honour."""
 
@@ -106,20 +110,31 @@ def check_option(model: str, key: str, value: Any, default: Any, declared: type 
             raise ValueError(f"{model} option {key!r} must be in {interval}, got {value!r}")
 
 
-def read_checkpoint_config(folder: str) -> tuple[str, dict[str, Any]]:
-    """The model name and config a checkpoint folder was saved with."""
+def _saved(folder: str) -> dict[str, Any]:
     path = os.path.join(folder, CONFIG_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}; not a cwm-bench checkpoint")
-    with open(path) as handle:
-        saved = json.load(handle)
+    try:
+        with open(path) as handle:
+            saved = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: must hold a JSON object, got {type(saved).__name__}")
+    if not isinstance(saved.get("model"), str) or not isinstance(saved.get("config"), dict):
+        raise CheckpointError(f'{path}: needs "model" (a name) and "config" (an object); has {sorted(saved)}')
+    return saved
+
+
+def read_checkpoint_config(folder: str) -> tuple[str, dict[str, Any]]:
+    """The model name and config a checkpoint folder was saved with (CheckpointError when unreadable)."""
+    saved = _saved(folder)
     return saved["model"], saved["config"]
 
 
 def checkpoint_class_path(folder: str) -> str | None:
     """The "module:Class" a checkpoint was saved from (None for checkpoints older than that field)."""
-    with open(os.path.join(folder, CONFIG_FILE)) as handle:
-        return json.load(handle).get("class")
+    return _saved(folder).get("class")
 
 
 def load_checkpoint(folder: str, model: str | None = None, overrides: dict[str, Any] | None = None) -> CostModel:
@@ -150,6 +165,15 @@ def load_checkpoint(folder: str, model: str | None = None, overrides: dict[str, 
                 f"{name}: option(s) {fixed} differ from the checkpoint's ("
                 + ", ".join(f"{k}={config[k]!r}" for k in fixed) + "); only "
                 + (", ".join(sorted(allowed)) or "none") + " may change when training continues")
-    instance = create_model(name, **{**config, **overrides})
-    instance.load_weights(folder)
+    try:
+        instance = create_model(name, **{**config, **overrides})
+    except (TypeError, ValueError) as exc:
+        if overrides:
+            raise
+        raise CheckpointError(f"{os.path.join(folder, CONFIG_FILE)}: {exc}") from None
+    try:
+        instance.load_weights(folder)
+    except Exception as exc:  # noqa: BLE001  (missing, cut or foreign weight files: one line, not a C++ stack)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{folder}: cannot load the {name} weights ({type(exc).__name__}: {first})") from None
     return instance

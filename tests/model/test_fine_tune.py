@@ -55,8 +55,9 @@ def test_xgb_boosts_more_trees_on_the_loaded_booster(name, records, tmp_path):
 def test_torch_models_start_from_the_checkpoint_weights(name, records, tmp_path):
     ckpt = _checkpoint(name, records, tmp_path / "ckpt")
     saved = load_checkpoint(ckpt)
-    untouched = load_checkpoint(ckpt, model=name, overrides={"epochs": 0})
-    untouched.fine_tune(records, progress=False)  # zero epochs: exactly the checkpoint, not a fresh init
+    untouched = load_checkpoint(ckpt, model=name)
+    untouched.config["epochs"] = 0  # past the option check (>= 1): zero epochs must leave exactly the checkpoint
+    untouched.fine_tune(records, progress=False)  # not a fresh init
     for key, value in saved.net.state_dict().items():
         torch.testing.assert_close(untouched.net.state_dict()[key], value, rtol=0, atol=0)
     tuned = load_checkpoint(ckpt, model=name, overrides={"epochs": 2, "lr": 1e-3})
@@ -152,12 +153,14 @@ def test_cli_fine_tunes_a_seeded_sample_and_labels_the_result(tiny_dataset, tmp_
 
     out = tmp_path / "tuned.json"
     evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "a"), "--data", tiny_dataset,
-                                          "--split", "all", "--json", str(out), "--label", "ansor-xgb fine-tuned"])
+                                          "--split", "all", "--json", str(out), "--label", "ansor-xgb fine-tuned",
+                                          "--allow-overlap"])  # it trained on these very records
     assert evaluated.exit_code == 0, evaluated.output
     saved = json.loads(out.read_text())
     assert saved["label"] == "ansor-xgb fine-tuned" and saved["notes"]["training"]["sample_seed"] == 7
     report = CliRunner().invoke(main, ["report", str(out)])
-    assert "| ansor-xgb fine-tuned | all |" in report.output
+    assert saved["contaminated"] is True
+    assert "| ansor-xgb fine-tuned ⚠ contaminated | all |" in report.output
 
 
 def test_cli_refuses_mismatched_init_and_stray_seed(tiny_dataset, tmp_path):

@@ -17,7 +17,7 @@ BAD = [
     ("ansor-xgb", {"nthread": 0}, "'nthread' must be in [1, inf]"),
     ("ansor-xgb", {"nthread": "2"}, "'nthread' must be int or null, got '2'"),
     ("ansor-xgb-rank", {"num_boost_round": 2.5}, "'num_boost_round' must be int, got 2.5"),
-    ("tenset-mlp", {"epochs": -1}, "'epochs' must be in [1, inf], got -1"),
+    ("tenset-mlp", {"epochs": -1}, "'epochs' must be in [0, inf], got -1"),
     ("tenset-mlp", {"lr": 0}, "'lr' must be in (0, inf)"),
     ("tlp", {"dropout": 1.0}, "'dropout' must be in [0, 1)"),
     ("tlp", {"heads": True}, "'heads' must be int, got True"),
@@ -47,5 +47,13 @@ def test_the_cli_refuses_a_bad_option_in_one_line_and_writes_nothing(tiny_datase
     out = tmp_path / "ckpt"
     result = CliRunner().invoke(main, ["train", "--model", "tenset-mlp", "--data", tiny_dataset, "--split", "all",
                                        "--config", json.dumps({"epochs": -1}), "--out", str(out)])
-    assert result.exit_code == 2 and "'epochs' must be in [1, inf], got -1" in result.output
+    assert result.exit_code == 2 and "'epochs' must be in [0, inf], got -1" in result.output
+    assert not out.exists()
+
+
+def test_zero_epochs_trains_nothing_so_training_from_scratch_refuses_it(tiny_dataset, tmp_path):
+    out = tmp_path / "ckpt"
+    result = CliRunner().invoke(main, ["train", "--model", "tlp", "--data", tiny_dataset, "--split", "all",
+                                       "--config", json.dumps({"epochs": 0}), "--out", str(out)])
+    assert result.exit_code == 1 and "epochs must be >= 1 to train from scratch" in result.output
     assert not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from typing import ClassVar
@@ -96,6 +97,11 @@ def _scrambled_copy(tmp_path, scheme: str) -> str:
             table = table.set_column(table.schema.get_field_index(name), table.schema.field(name),
                                      pa.array(values, table.schema.field(name).type))
         pq.write_table(table, path)
+    # a re-published release: its checksums match the scrambled files (else the integrity gate refuses it)
+    lines = []
+    for path in sorted((out / "data").rglob("*.parquet")):
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(out).as_posix()}")
+    (out / "checksums.sha256").write_text("\n".join(lines) + "\n")
     return str(out)
 
 
