@@ -88,6 +88,11 @@ def load_side(root: str, scheme: str, side: str, inputs: Iterable[str] = ALL_INP
     tasks = pa.array(sorted(set(table.column("workload_id").to_pylist())), pa.string())
     workloads = workloads.filter(pc.is_in(workloads.column("workload_id"), value_set=tasks))
     latency = table.column(LABEL_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
+    bad = ~(np.isfinite(latency) & (latency > 0))
+    if ok_only and bad.any():
+        first = table.column("record_id")[int(np.flatnonzero(bad)[0])].as_py()
+        raise ValueError(f"{root}: {int(bad.sum())} ok record(s) without a positive latency_s (first: {first}); "
+                         "`cwm-bench validate` lists them")
     return SplitSide(Records(seal(table, inputs), workloads), latency, table.column("record_id").to_pylist(),
                      scheme, "all" if scheme == "all" else side)
 

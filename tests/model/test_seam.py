@@ -129,3 +129,19 @@ def test_seal_refuses_a_missing_column_and_drops_the_rest():
         seal(table, {"features"})
     with pytest.raises(ValueError, match="unknown input group"):
         seal(table, {"latency"})
+
+
+def test_ok_records_without_a_label_are_refused_not_dropped(tmp_path):
+    out = tmp_path / "nolabel"
+    shutil.copytree(RELEASE, out)
+    path = next((out / "data" / "records").glob("*.parquet"))
+    table = pq.read_table(path)
+    latency = table.column("latency_s").to_pylist()
+    latency[table.column("status").to_pylist().index("ok")] = None
+    pq.write_table(table.set_column(table.schema.get_field_index("latency_s"), "latency_s",
+                                    pa.array(latency, pa.float64())), path)
+    (out / "checksums.sha256").write_text("".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out).as_posix()}\n"
+        for p in sorted((out / "data").rglob("*.parquet"))))
+    with pytest.raises(ValueError, match=r"1 ok record\(s\) without a positive latency_s"):
+        load_side(str(out), "all", "all", {"record_id"})
