@@ -34,25 +34,28 @@ under the model) gives 1/2; no compared pair gives None.
 Measured bias (estimate minus the true oracle OPA, i.e. the agreement of the true latencies with
 run 1) on synthetic tasks shaped like the releases (66 tasks x 12 programs, 38 x 32), with true log
 latencies normal, bimodal, skewed or drawn from the released tasks, and errors Gaussian, Student-t(3)
-or of a per-program size: with equal noise in both runs within +-0.0025 up to 10% noise (sd of log
-latency) and -0.004 to +0.010 at 30% (the largest for bimodal latencies with per-program error
-sizes). `tests/test_noise.py` checks three noise levels. Directions to keep in mind:
+or of a per-program size (means over 24 simulated releases per case;
+benchmarks/oracle_estimator_bias.py prints these): with equal noise in both runs within +-0.002 up
+to 10% noise (sd of log latency) and -0.006 to +0.007 at 30% (the largest for bimodal latencies).
+`tests/test_noise.py` checks three noise levels. Directions to keep in mind:
 
 - unequal noise: the estimate is for a run of the two runs' combined (geometric-mean) reliability,
   so it is too HIGH when the labels (the original run) are the noisier run and too LOW when they
-  are the quieter one (other run at half / double the labels' noise, labels at 1-30%: +0.0003 to
-  +0.029 / -0.001 to -0.052). `median_cv_original` vs `median_cv_remeasured` hints at which;
-- clusters of near-identical programs spaced at the noise scale: too high (+0.003 to +0.02 with
-  three tight clusters per task at 3-30% noise);
-- heavy-tailed errors independent between the runs: slightly too low (-0.0002 to -0.004).
+  are the quieter one (other run at half / double the labels' noise, labels at 1-30%: +0.0005 to
+  +0.028 / -0.001 to -0.053). `median_cv_original` vs `median_cv_remeasured` hints at which;
+- clusters of near-identical programs spaced at the noise scale: too high (+0.007 to +0.021 with
+  three tight clusters per task at 10-30% noise, under +0.003 at 1-3%);
+- heavy-tailed errors independent between the runs: slightly too low (Student-t(3) errors: 0 to
+  -0.006 with normal latencies, -0.006 to +0.001 over all four spreads).
 
 The obvious alternative, inverting the per-pair relation agreement = p^2 + (1 - p)^2 within quantile
 bins of the gap of the mean of both runs' log latencies, was measured the same way and rejected:
 conditioning on that gap couples the two runs' errors, and with 8 bins per task it stayed biased
-upward (+0.0005 to +0.0025 at 1-3% noise, up to +0.018 at 30%). The timings each row carries
+upward (0 to +0.003 at 1-3% noise, up to +0.017 at 30%). The timings each row carries
 (`latencies_s`) are not used: the halves of one run share that run's session, and on the released
-CPU data the runs differ by about 13% per run (median over tasks), far more than the ~3.6% error a
-run's median has by its own 15 timings, so split timings would understate the noise.
+CPU data the two runs' medians differ (median relative change 17.5%, as `cwm-bench noise` prints)
+several times more than a median of 15 timings varies by their own spread (median CV 11.0%, so
+about 1.25 * 11.0% / sqrt(15) = 3.6%), so split timings would understate the noise.
 
 `run_agreement` computes both figures per task and overall, with the spread of repeats within a
 run (coefficient of variation) and the change of the summary latency between runs;
