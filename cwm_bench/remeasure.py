@@ -1,8 +1,9 @@
 """`cwm-bench remeasure`: replay a dataset's traces on this machine and measure them again.
 
 Two uses: porting the benchmark to new hardware (the same programs, this machine's latencies), and
-the noise ceiling (the same machine, a separate process at a later time; see `noise.py`). Builds and
-timings go through the collector's own machinery (`ParallelBuilder`, `Runner`, `record_row`), so a
+the second run for the two-run agreement and the estimated oracle accuracy (the same machine, a
+separate process at a later time; see `noise.py`). Builds and timings go through the collector's own
+machinery (`ParallelBuilder`, `Runner`, `record_row`), so a
 re-measured row is taken exactly like a collected one. Record ids depend only on workload + program,
 so the new rows share their ids with the source rows. Resumable like `collect`: one shard per batch,
 and records this hardware already has in the output folder are skipped.
@@ -90,7 +91,7 @@ def select_records(records: list[dict], sample_fraction: float = 1.0, seed: int 
 def source_protocol(records: list[dict], overrides: dict[str, Any] | None = None) -> MeasureProtocol:
     """The protocol most of `records` were measured with (default where unknown), then `overrides`.
 
-    Re-measuring with the source's own protocol keeps the two runs comparable (noise ceiling)."""
+    Re-measuring with the source's own protocol keeps the two runs comparable (`cwm-bench noise`)."""
     known = {f.name for f in dataclasses.fields(MeasureProtocol)}
     texts = Counter(r.get("protocol") for r in records if r.get("protocol"))
     base: dict[str, Any] = {}

@@ -18,7 +18,8 @@ hangs (`--timeout`) or crashes kills only the worker, which is restarted: its ke
 Writes OUT/device.json, then OUT/results.json (key -> status, latencies_s, error, checked) after
 every workload, so a run cut short still returns what it measured. `--remeasure-fraction F` then
 times a random share F of each workload's ok kernels again, in a new worker process and another
-order, into OUT/remeasure.json: the two files give the dataset's noise ceiling (`cwm-bench noise`).
+order, into OUT/remeasure.json: the two files give the dataset's two-run agreement and estimated
+oracle accuracy (`cwm-bench noise`).
 """
 
 from __future__ import annotations
