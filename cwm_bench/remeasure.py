@@ -44,6 +44,9 @@ class RemeasureConfig:
     build_workers: int | None = None
     build_timeout_s: float = 120.0
     protocol_overrides: dict[str, Any] = field(default_factory=dict)  # applied on the source's protocol
+    # Only this many tasks (all their records), picked by a seeded hash of the workload id: a task's
+    # pick does not depend on the others, and a larger N picks a superset. None: every task.
+    max_tasks: int | None = None
 
 
 @dataclass
@@ -88,6 +91,17 @@ def select_records(records: list[dict], sample_fraction: float = 1.0, seed: int 
     return chosen
 
 
+def select_tasks(workload_ids, max_tasks: int | None, seed: int = 0) -> set[str]:
+    """`max_tasks` of the distinct `workload_ids` (all when None or fewer), by a seeded hash of each id."""
+    ids = sorted(set(workload_ids))
+    if max_tasks is None or max_tasks >= len(ids):
+        return set(ids)
+    if max_tasks < 1:
+        raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")
+    key = {w: hashlib.sha256(f"tasks:{seed}:{w}".encode()).hexdigest() for w in ids}
+    return set(sorted(ids, key=key.__getitem__)[:max_tasks])
+
+
 def source_protocol(records: list[dict], overrides: dict[str, Any] | None = None) -> MeasureProtocol:
     """The protocol most of `records` were measured with (default where unknown), then `overrides`.
 
@@ -119,7 +133,9 @@ def remeasure(source: str, out_dir: str, hardware: HardwareDescriptor,
     if os.path.realpath(source) == os.path.realpath(out_dir):
         raise ValueError("remeasure writes a new folder: --out must differ from the source")
     table = read_table(source, "records")
-    chosen = select_records(table.select(_LIGHT_COLUMNS).to_pylist(), config.sample_fraction, config.seed)
+    tasks = select_tasks(table.column("workload_id").to_pylist(), config.max_tasks, config.seed)
+    light = [r for r in table.select(_LIGHT_COLUMNS).to_pylist() if r["workload_id"] in tasks]
+    chosen = select_records(light, config.sample_fraction, config.seed)
     protocol = source_protocol(chosen, config.protocol_overrides)
     report = RemeasureReport(selected=len(chosen), protocol_json=protocol.to_json())
     workloads = {r["workload_id"]: r for r in read_table(source, "workloads").to_pylist()}

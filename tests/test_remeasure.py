@@ -129,3 +129,14 @@ def test_bad_traces_are_reported_and_skipped(tiny_dataset, tmp_path, hardware):
     # Recomputed on this target, the features equal the stored ones: why same-kind rows reuse them.
     assert np.allclose(np.asarray(new[0]["features"]), np.asarray(rows[2]["features"]))
     assert validate_dataset(out, replay_count=1)[0] == []
+
+
+def test_max_tasks_picks_seeded_nested_subsets_of_tasks():
+    from cwm_bench.remeasure import select_tasks
+
+    ids = [f"w{i}" for i in range(20)] * 3
+    three, five = select_tasks(ids, 3, seed=1), select_tasks(ids, 5, seed=1)
+    assert len(three) == 3 and three <= five and select_tasks(ids, 3, seed=1) == three
+    assert select_tasks(ids, 3, seed=2) != three and select_tasks(ids, None) == set(ids)
+    with pytest.raises(ValueError, match="max_tasks must be >= 1"):
+        select_tasks(ids, 0)
