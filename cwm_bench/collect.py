@@ -42,6 +42,33 @@ class CollectConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     rpc: RpcConfig | None = None  # measure on the RPC servers of a tracker instead of this machine
 
+    def __post_init__(self) -> None:
+        problems = config_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def config_problems(config: CollectConfig) -> list[str]:
+    """What is out of range in a collection's settings (the CLI's click ranges say the same)."""
+    p = config.protocol
+    checks = [
+        (config.per_task >= 1, f"per_task {config.per_task} (must be >= 1)"),
+        (config.batch_size >= 1, f"batch_size {config.batch_size} (must be >= 1)"),
+        (0.0 <= config.evolutionary_fraction <= 1.0,
+         f"evolutionary_fraction {config.evolutionary_fraction} (must be in [0, 1])"),
+        (config.seed >= 0, f"seed {config.seed} (must be >= 0)"),
+        (config.build_workers is None or config.build_workers >= 1,
+         f"build_workers {config.build_workers} (must be >= 1)"),
+        (config.build_timeout_s > 0, f"build_timeout_s {config.build_timeout_s} (must be > 0)"),
+        (p.rounds >= 1, f"rounds {p.rounds} (must be >= 1)"),
+        (p.repeats_per_round >= 1, f"repeats_per_round {p.repeats_per_round} (must be >= 1)"),
+        (p.min_repeat_ms >= 0, f"min_repeat_ms {p.min_repeat_ms} (must be >= 0)"),
+        (p.warmup_runs >= 0, f"warmup_runs {p.warmup_runs} (must be >= 0)"),
+        (0.0 <= p.check_fraction <= 1.0, f"check_fraction {p.check_fraction} (must be in [0, 1])"),
+        (p.timeout_s > 0, f"timeout_s {p.timeout_s} (must be > 0)"),
+    ]
+    return [message for ok, message in checks if not ok]
+
 
 @dataclass
 class TaskSummary:
@@ -62,7 +89,9 @@ def _task_seed(seed: int, workload_id: str, already: int) -> int:
 
 
 class Collector:
-    """Runs the pipeline for a list of workloads on one hardware into one dataset folder."""
+    """Runs the pipeline for a list of workloads on one hardware into one dataset folder.
+
+    A context manager: `with Collector(...) as c:` closes its workers and releases the folder's lock."""
 
     def __init__(self, hardware: HardwareDescriptor, out_dir: str, config: CollectConfig = CollectConfig(),
                  on_records: Callable[[int, str], None] | None = None, log: Callable[[str], None] = print):
@@ -71,12 +100,19 @@ class Collector:
         self.target = target_for(hardware)
         self.target_json = str(self.target)
         self.protocol_json = config.protocol.to_json()
-        self.store = DatasetStore(out_dir, provenance(hardware, self.target_json, self.protocol_json))
         self.on_records = on_records or (lambda n, task: None)
         self.log = log
         self._builder: ParallelBuilder | None = None
         self._runner: Runner | RpcRunner | None = None
         self.stage_seconds: Counter = Counter()  # wall time per pipeline stage, for benchmarks
+        # Last: locks the folder (DatasetBusyError while another process writes to it).
+        self.store = DatasetStore(out_dir, provenance(hardware, self.target_json, self.protocol_json))
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:

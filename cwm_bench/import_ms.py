@@ -151,18 +151,46 @@ def _status(run_secs: Any) -> tuple[str, list[float], str | None]:
     return "run_error", [], f"failed in MetaSchedule (run_secs={json.dumps(run_secs)})"
 
 
-def _import_dir(db: _Database, out_dir: str, cache: dict, workloads_by_id: dict[str, Workload]) -> _DirReport:
+class _Output:
+    """The output folder's one writable store for the whole import: opened (and locked) at once when the
+    folder exists, so a busy folder is refused before any replay; else on the first rows, so an import
+    that yields no rows creates nothing. Closed on exit, whatever happens."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.store = None
+
+    def __enter__(self) -> _Output:
+        from cwm_bench.rows.store import DatasetStore
+
+        if os.path.isdir(self.out_dir):
+            self.store = DatasetStore(self.out_dir)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def progress(self, hw_id: str) -> dict:
+        return self.store.progress(hw_id) if self.store is not None else {}
+
+    def open(self, prov: dict):
+        from cwm_bench.rows.store import DatasetStore
+
+        if self.store is None:
+            self.store = DatasetStore(self.out_dir, prov)
+        return self.store
+
+
+def _import_dir(db: _Database, out: _Output, cache: dict, workloads_by_id: dict[str, Workload]) -> _DirReport:
     """Replay, featurize and write one parsed folder; `cache` holds generators across folders."""
     import tvm
 
     from cwm_bench.candidates.generate import CandidateGenerator
     from cwm_bench.rows.records import provenance, record_row, workload_row
-    from cwm_bench.rows.store import DatasetStore
 
     report = _DirReport(db.path)
     protocol_json = json.dumps({"source": "metaschedule", "db": db.path})
-    # Opened only if out_dir already is a dataset: an import that yields no rows creates nothing.
-    existing = DatasetStore(out_dir, readonly=True) if os.path.exists(os.path.join(out_dir, "manifest.json")) else None
     pending: list[tuple[Any, Any, HardwareDescriptor, str, str, str | None, list[float]]] = []
     ours: dict[int, Workload] = {}
     for number, (index, (trace, run_secs, target_obj, _args)) in db.records:
@@ -182,7 +210,7 @@ def _import_dir(db: _Database, out_dir: str, cache: dict, workloads_by_id: dict[
             key = (workload.workload_id, hardware.hw_id)
             if key not in cache:
                 cache[key] = CandidateGenerator(workload, target)
-                progress = existing.progress(hardware.hw_id).get(workload.workload_id) if existing else None
+                progress = out.progress(hardware.hw_id).get(workload.workload_id)
                 cache[key].remember(progress.program_hashes if progress else ())  # re-import: no dupes
             candidate = cache[key].imported(json.dumps(trace))
         except Exception as exc:  # noqa: BLE001  (one bad record is reported; the import goes on)
@@ -197,7 +225,7 @@ def _import_dir(db: _Database, out_dir: str, cache: dict, workloads_by_id: dict[
         return report
     for generator in {id(g): g for g, *_ in pending}.values():  # one feature batch per generator
         generator.add_features([c for g, c, *_ in pending if g is generator])
-    store = DatasetStore(out_dir, provenance(pending[0][2], pending[0][3], protocol_json))
+    store = out.open(provenance(pending[0][2], pending[0][3], protocol_json))
     known, used = store.known_keys("workloads"), {c.workload_id for _, c, *_ in pending}
     store.write("workloads", [workload_row(w) for w in {w.workload_id: w for w in ours.values()}.values()
                               if w.workload_id in used and w.workload_id not in known])
@@ -215,17 +243,20 @@ def _import_dir(db: _Database, out_dir: str, cache: dict, workloads_by_id: dict[
 def import_databases(db_dirs: list[str], out_dir: str) -> str:
     """Import every tuning record of the folders into `out_dir`; returns a printable report.
 
-    All folders are parsed before any is imported, so bad input (ImportError_) writes nothing.
+    All folders are parsed before any is imported, so bad input (ImportError_) writes nothing. One
+    store (one lock) serves the whole import; a busy `out_dir` raises DatasetBusyError, a damaged one
+    DatasetIntegrityError, before anything is written.
     """
     databases = [_parse(d) for d in db_dirs]
     cache: dict = {}
     workloads_by_id: dict[str, Workload] = {}
     lines = []
-    for db in databases:
-        r = _import_dir(db, out_dir, cache, workloads_by_id)
-        lines.append(f"{r.path}: {r.ok + r.failed_runs} records imported ({r.ok} ok, {r.failed_runs} "
-                     f"failed in MetaSchedule), {r.duplicates} skipped duplicates, "
-                     f"{len(r.failed_replays)} failed replays")
-        lines.extend(f"  {failure}" for failure in r.failed_replays)
+    with _Output(out_dir) as out:
+        for db in databases:
+            r = _import_dir(db, out, cache, workloads_by_id)
+            lines.append(f"{r.path}: {r.ok + r.failed_runs} records imported ({r.ok} ok, {r.failed_runs} "
+                         f"failed in MetaSchedule), {r.duplicates} skipped duplicates, "
+                         f"{len(r.failed_replays)} failed replays")
+            lines.extend(f"  {failure}" for failure in r.failed_replays)
     lines.append(f"{len(workloads_by_id)} workloads -> {os.path.abspath(out_dir)}")
     return "\n".join(lines)

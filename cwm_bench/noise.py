@@ -236,6 +236,11 @@ def write_noise_table(root: str, original: pa.Table, remeasured: pa.Table) -> st
     path = os.path.join(folder, "noise.parquet")
     pq.write_table(noise_table(original, remeasured), path + ".partial", compression="zstd")
     os.replace(path + ".partial", path)
+    if os.path.exists(os.path.join(root, "manifest.json")):  # a collection: list it, as every table is
+        from cwm_bench.rows.store import DatasetStore
+
+        with DatasetStore(root) as store:
+            store.record_table("noise")
     return path
 
 

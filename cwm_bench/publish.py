@@ -9,9 +9,7 @@ from __future__ import annotations
 import glob
 import os
 
-import yaml
-
-from cwm_bench.release import CHECKSUMS, verify_checksums
+from cwm_bench.release import CHECKSUMS
 
 
 class PublishError(RuntimeError):
@@ -26,26 +24,22 @@ def release_files(release_dir: str) -> list[str]:
 
 
 def check_release(release_dir: str) -> list[str]:
-    """Problems that make `release_dir` unfit to publish; [] when it is a complete, intact release."""
-    readme = os.path.join(release_dir, "README.md")
-    if not os.path.exists(readme):
-        return [f"{readme}: missing (build the folder with `cwm-bench release`)"]
-    with open(readme) as handle:
-        text = handle.read()
-    head = text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
+    """Problems that make `release_dir` unfit to publish; [] when it is a complete, intact release:
+    its card (README.md with `configs`) first, then everything `cwm-bench validate` checks (the full
+    sha256 of every file, schema, rows), traces not replayed."""
+    from cwm_bench.rows.reader import NotADatasetError, layout_of
+    from cwm_bench.validate import card_problems, validate_dataset
+
     try:
-        front = yaml.safe_load(head) or {}
-    except yaml.YAMLError as exc:
-        return [f"{readme}: front matter is not YAML ({exc})"]
-    configs = front.get("configs") if isinstance(front, dict) else None
-    if not configs:
-        return [f"{readme}: no `configs` in the front matter (regenerate it with `cwm-bench card`)"]
-    problems = []
-    for config in configs:
-        for entry in config.get("data_files", []):
-            if not glob.glob(os.path.join(release_dir, entry["path"])):
-                problems.append(f"config {config.get('config_name')}: no file matches {entry['path']}")
-    return problems + verify_checksums(release_dir)
+        if layout_of(release_dir) != "release":
+            return [f"{release_dir}: a collection folder; build a release with `cwm-bench release` first"]
+    except NotADatasetError as exc:
+        return [str(exc)]
+    card = card_problems(release_dir)
+    if card:
+        return [f"{os.path.join(release_dir, str(p))}" for p in card]
+    problems, _ = validate_dataset(release_dir, replay_count=0)
+    return [str(p) for p in problems]
 
 
 def publish(release_dir: str, repo_id: str, private: bool = False, dry_run: bool = False,
@@ -56,7 +50,9 @@ def publish(release_dir: str, repo_id: str, private: bool = False, dry_run: bool
     """
     problems = check_release(release_dir)
     if problems:
-        raise PublishError(f"{release_dir} is not a publishable release:\n  " + "\n  ".join(problems))
+        more = f" (+{len(problems) - 1} more; `cwm-bench validate {release_dir}` lists them)" \
+            if len(problems) > 1 else ""
+        raise PublishError(f"{release_dir} is not a publishable release: {problems[0]}{more}")
     files = release_files(release_dir)
     if dry_run:
         return files

@@ -7,6 +7,11 @@
     DIR/data/noise/train-00000-of-00001.parquet    re-measurements, when the source has them
 
 A release holds one hardware only: latencies of two CPU models are not comparable.
+
+Bad input never becomes a release: the source passes the integrity gate in full (every shard listed in
+its manifest with the right size, rows, sha256, columns and types; rows/reader.py), and its rows the
+rules of `record_problems` (an ok record has a positive latency, its timings and its features), before
+anything is written. Every refusal is a ReleaseError: one line naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -19,9 +24,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cwm_bench.rows.reader import NotADatasetError, read_table
+from cwm_bench.rows.reader import (
+    DatasetIntegrityError,
+    NotADatasetError,
+    concat_shards,
+    describe_issues,
+    file_sha256,
+    inspect_folder,
+    read_table,
+    table_files,
+)
 from cwm_bench.rows.schema import RECORDS, SCHEMA_VERSION
-from cwm_bench.rows.store import sha256_of
+from cwm_bench.rows.store import record_problems, workload_problems
 from cwm_bench.splits import SPLIT_COLUMNS, assign_splits
 
 RECORDS_SHARD_ROWS = 50_000
@@ -52,9 +66,9 @@ def build_release(source_dir: str, out_dir: str, name: str, hw_id: str | None = 
     """
     _check_paths(source_dir, out_dir)
     try:
-        records = read_table(source_dir, "records")
-        workloads = read_table(source_dir, "workloads")
-    except NotADatasetError as exc:
+        records = _read_checked(source_dir, "records")
+        workloads = _read_checked(source_dir, "workloads")
+    except (NotADatasetError, DatasetIntegrityError) as exc:
         raise ReleaseError(str(exc)) from exc
     missing = [c for c in RECORDS.names if c not in records.column_names]
     if missing:
@@ -93,6 +107,9 @@ def build_release(source_dir: str, out_dir: str, name: str, hw_id: str | None = 
         from cwm_bench.data_cards.card import write_card
 
         stats = write_card(temp, name)
+        issues = inspect_folder(temp, "full", layout="release")  # what was written reads back as written
+        if issues:
+            raise ReleaseError(describe_issues(temp, issues))
         _replace_dir(temp, out_dir)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -105,29 +122,37 @@ def folder_bytes(root: str) -> int:
 
 
 def verify_checksums(release_dir: str) -> list[str]:
-    """Problems with DIR/checksums.sha256 (missing, mismatching or unlisted data files); [] when it holds."""
-    path = os.path.join(release_dir, CHECKSUMS)
-    if not os.path.exists(path):
-        return [f"{path}: missing"]
-    problems, listed = [], set()
-    with open(path) as handle:
-        for line in handle:
-            digest, _, rel = line.rstrip("\n").partition("  ")
-            listed.add(rel)
-            full = os.path.join(release_dir, rel)
-            if not os.path.exists(full):
-                problems.append(f"{rel}: listed in {CHECKSUMS} but missing")
-            elif sha256_of(full) != digest:
-                problems.append(f"{rel}: sha256 does not match {CHECKSUMS}")
-    for d, _, names in os.walk(os.path.join(release_dir, "data")):
-        for f in names:
-            rel = os.path.relpath(os.path.join(d, f), release_dir)
-            if rel not in listed:
-                problems.append(f"{rel}: not listed in {CHECKSUMS}")
-    return problems
+    """Problems with DIR/checksums.sha256 (missing, mismatching or unlisted data files) and with the
+    data files themselves (unreadable, wrong columns or types); [] when the release holds."""
+    return [str(issue) for issue in inspect_folder(release_dir, "full", layout="release")]
+
+
+def write_checksums(release_dir: str) -> None:
+    """(Re)write DIR/checksums.sha256 from every file under DIR/data (after changing one on purpose)."""
+    files = [os.path.relpath(os.path.join(d, f), release_dir)
+             for d, _, names in os.walk(os.path.join(release_dir, "data")) for f in names]
+    _write_checksums(release_dir, files)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _read_checked(source_dir: str, table: str) -> pa.Table:
+    """`table` of the source after the full gate, every shard's rows checked (ReleaseError, one line)."""
+    files = table_files(source_dir, table, verify="full")
+    if not files:
+        raise ReleaseError(f"{source_dir}: no {table!r} table")
+    check = record_problems if table == "records" else workload_problems
+    parts, problems = [], []
+    for path in files:
+        part = concat_shards(table, [path])
+        problems += [f"{path} row {row}: {message}" for row, message in check(part)]
+        parts.append(part)
+    if problems:
+        more = f" (+{len(problems) - 1} more; `cwm-bench validate {source_dir}` lists them)" if len(problems) > 1 \
+            else ""
+        raise ReleaseError(f"{problems[0]}{more}")
+    return pa.concat_tables([p.select(parts[0].column_names) for p in parts])
+
+
 def _check_paths(source_dir: str, out_dir: str) -> None:
     source, out = os.path.realpath(source_dir), os.path.realpath(out_dir)
     if out == source or out.startswith(source + os.sep) or source.startswith(out + os.sep):
@@ -185,7 +210,9 @@ def _optional_noise(source_dir: str, records: pa.Table) -> pa.Table | None:
     """The source's re-measurements of released records. Kept by record, not by hw_id: a noise row's
     hw_id is the hardware of the re-measurement, which may be another machine."""
     try:
-        noise = read_table(source_dir, "noise")
+        noise = read_table(source_dir, "noise", verify="full")
+    except DatasetIntegrityError as exc:
+        raise ReleaseError(str(exc)) from exc
     except NotADatasetError:
         return None
     if "record_id" in noise.column_names:
@@ -214,7 +241,7 @@ def _write_table(root: str, table: str, data: pa.Table, metadata: dict, shard_ro
 def _write_checksums(root: str, files: list[str]) -> None:
     with open(os.path.join(root, CHECKSUMS), "w") as handle:
         for rel in sorted(files):
-            handle.write(f"{sha256_of(os.path.join(root, rel))}  {rel}\n")
+            handle.write(f"{file_sha256(os.path.join(root, rel))}  {rel}\n")
 
 
 def _sibling(path: str, tag: str) -> str:

@@ -125,26 +125,18 @@ def _nan_to_none(value: Any) -> Any:
 def dataset_digest(root: str) -> tuple[str, int]:
     """sha256 over the sorted `"<sha256>  <path>"` lines of the dataset's data files, and their count.
 
-    The per-file digests come from the manifest (collection folder) or checksums.sha256 (release
-    folder), both written by cwm-bench; a folder with neither is hashed file by file.
+    The digests are the files' own, computed here from their bytes (not copied from the folder's
+    record), after the folder passes the integrity gate in full: a data file that disagrees with its
+    manifest (collection folder) or checksums.sha256 (release folder), or is not listed there, raises
+    DatasetIntegrityError. For an intact folder the lines equal the recorded ones, so the digest is
+    the one the recorded checksums give.
     """
-    from cwm_bench.rows.reader import layout_of, table_files
-    from cwm_bench.rows.store import sha256_of
+    from cwm_bench.rows.reader import file_sha256, layout_of, recorded_files, verify_folder
 
-    lines: list[str] = []
-    manifest = os.path.join(root, "manifest.json")
-    checksums = os.path.join(root, "checksums.sha256")
-    if layout_of(root) == "collection" and os.path.exists(manifest):
-        with open(manifest) as handle:
-            for table, shards in json.load(handle).get("shards", {}).items():
-                lines += [f"{s['sha256']}  {table}/{s['file']}" for s in shards]
-    elif os.path.exists(checksums):
-        with open(checksums) as handle:
-            lines = [line.strip() for line in handle if line.strip()]
-    if not lines:
-        for table in ("workloads", "records"):
-            lines += [f"{sha256_of(p)}  {os.path.relpath(p, root)}" for p in table_files(root, table)]
-    lines.sort()
+    layout = layout_of(root)
+    verify_folder(root, "full", layout=layout)
+    record, _, _ = recorded_files(root, layout)
+    lines = sorted(f"{file_sha256(os.path.join(root, rel))}  {rel}" for rel in record)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest(), len(lines)
 
 

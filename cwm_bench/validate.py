@@ -1,23 +1,30 @@
 """`cwm-bench validate`: is a dataset folder whole, consistent and replayable?
 
-Every problem names the file (and row) it was found in.
+Every problem names the file (and row) it was found in. Checked:
+
+- the integrity gate in full (rows/reader.py): every data file listed in manifest.json or
+  checksums.sha256 and matching its size, rows and sha256; every shard readable with the schema's
+  columns and types;
+- rows (rows/store.py `record_problems`, `workload_problems`): ids, duplicates, statuses, origins; ok
+  records carry a positive latency that is the median of their timings, the protocol's number of
+  timings, and their features; counts and fractions in range;
+- a release: its data card (README.md with `configs`) and split columns of `train`/`test` only;
+- a sample of traces replays to the recorded program.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from cwm_bench.candidates.generate import ORIGINS
-from cwm_bench.rows.reader import NotADatasetError, layout_of, table_files
+from cwm_bench.rows.reader import CARD, NotADatasetError, data_files, inspect_folder, layout_of, read_shard
 from cwm_bench.rows.records import record_id
-from cwm_bench.rows.schema import ADDED_COLUMNS, STATUSES, TABLES, upgrade
-from cwm_bench.rows.store import sha256_of
+from cwm_bench.rows.schema import TABLES
+from cwm_bench.rows.store import record_problems, workload_problems
 
 MAX_PROBLEMS = 50
 
@@ -31,82 +38,51 @@ class Problem:
         return f"{self.where}: {self.message}"
 
 
-def _check_schema(path: str, schema: pa.Schema, expected: pa.Schema, optional: tuple[str, ...] = ()) -> list[Problem]:
+def card_problems(root: str) -> list[Problem]:
+    """A release's data card: README.md with YAML front matter whose `configs` name existing files."""
+    import glob
+
+    import yaml
+
+    readme = os.path.join(root, CARD)
+    if not os.path.exists(readme):
+        return [Problem(CARD, "missing: a release carries its data card (build the folder with `cwm-bench "
+                              "release`, or write the card with `cwm-bench card`)")]
+    with open(readme, errors="replace") as handle:
+        text = handle.read()
+    head = text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
+    try:
+        front = yaml.safe_load(head) or {}
+    except yaml.YAMLError as exc:
+        return [Problem(CARD, f"front matter is not YAML ({str(exc).splitlines()[0]})")]
+    configs = front.get("configs") if isinstance(front, dict) else None
+    if not configs:
+        return [Problem(CARD, "no `configs` in the front matter (regenerate it with `cwm-bench card`)")]
     problems = []
-    unknown = [n for n in schema.names if n not in expected.names]
-    missing = [n for n in expected.names if n not in schema.names and n not in optional]
-    if unknown:
-        problems.append(Problem(path, f"unknown column(s) {unknown}"))
-    if missing:
-        problems.append(Problem(path, f"missing column(s) {missing}"))
-    for field in expected:
-        if field.name in schema.names and not schema.field(field.name).type.equals(field.type):
-            problems.append(Problem(path, f"column {field.name!r} has type {schema.field(field.name).type}, "
-                                          f"expected {field.type}"))
+    for config in configs:
+        for entry in config.get("data_files", []) if isinstance(config, dict) else []:
+            if not glob.glob(os.path.join(root, str(entry.get("path", "")))):
+                problems.append(Problem(CARD, f"config {config.get('config_name')}: no file matches "
+                                              f"{entry.get('path')}"))
     return problems
 
 
-def _expected_schemas(layout: str) -> dict[str, pa.Schema]:
-    if layout == "collection":
-        return TABLES
-    from cwm_bench.splits import SPLIT_COLUMNS  # a release's records carry one split column per scheme
-
-    records = TABLES["records"]
-    for column in SPLIT_COLUMNS.values():
-        records = records.append(pa.field(column, pa.string()))
-    return {**TABLES, "records": records}
-
-
-def _read_tables(root: str, layout: str, problems: list[Problem]) -> dict[str, list[tuple[str, pa.Table]]]:
+def _read_tables(root: str, layout: str, skip: set[str],
+                 problems: list[Problem]) -> dict[str, list[tuple[str, pa.Table]]]:
+    """Every shard of the schema's tables that the gate found readable and of the right schema."""
     tables: dict[str, list[tuple[str, pa.Table]]] = {}
-    for name, expected in _expected_schemas(layout).items():
+    for name in TABLES:
         tables[name] = []
-        try:
-            paths = table_files(root, name)
-        except NotADatasetError:
-            paths = []
-        for path in paths:
+        for path in data_files(root, name, layout):
             rel = os.path.relpath(path, root)
-            try:
-                table = pq.read_table(path)
-            except Exception as exc:  # noqa: BLE001  (any unreadable file is reported, not raised)
-                problems.append(Problem(rel, f"not a readable Parquet file ({type(exc).__name__}: {exc})"))
+            if rel in skip:
                 continue
-            # Shards of schema 1 lack the columns added since: they read as nulls.
-            version = (table.schema.metadata or {}).get(b"cwm_bench.schema_version", b"1")
-            optional = ADDED_COLUMNS.get(name, ()) if version == b"1" else ()
-            schema_problems = _check_schema(rel, table.schema, expected, optional)
-            problems.extend(schema_problems)
-            if not schema_problems:
-                tables[name].append((rel, upgrade(name, table) if name in ADDED_COLUMNS else table))
+            try:
+                tables[name].append((rel, read_shard(name, path)))
+            except Exception as exc:  # noqa: BLE001  (any unreadable file is reported, not raised)
+                problems.append(Problem(rel, f"not a readable Parquet file ({type(exc).__name__}: "
+                                             f"{str(exc).splitlines()[0] if str(exc) else ''})"))
     return tables
-
-
-def _check_manifest(root: str, problems: list[Problem]) -> None:
-    path = os.path.join(root, "manifest.json")
-    if not os.path.exists(path):
-        problems.append(Problem("manifest.json", "missing (not a cwm-bench dataset folder?)"))
-        return
-    try:
-        with open(path) as handle:
-            manifest = json.load(handle)
-    except (OSError, json.JSONDecodeError) as exc:
-        problems.append(Problem("manifest.json", f"unreadable: {exc}"))
-        return
-    for table, entries in manifest.get("shards", {}).items():
-        listed = {e["file"]: e for e in entries}
-        folder = os.path.join(root, table)
-        on_disk = {f for f in os.listdir(folder) if f.endswith(".parquet")} if os.path.isdir(folder) else set()
-        for name in sorted(set(listed) - on_disk):
-            problems.append(Problem(f"{table}/{name}", "listed in manifest.json but missing"))
-        for name in sorted(on_disk - set(listed)):
-            problems.append(Problem(f"{table}/{name}", "not listed in manifest.json "
-                                                       "(run `cwm-bench validate --rebuild-manifest`)"))
-        for name in sorted(on_disk & set(listed)):
-            if os.path.getsize(os.path.join(folder, name)) == 0:
-                problems.append(Problem(f"{table}/{name}", "empty file"))
-            elif sha256_of(os.path.join(folder, name)) != listed[name]["sha256"]:
-                problems.append(Problem(f"{table}/{name}", "checksum differs from manifest.json"))
 
 
 def _check_records(tables, problems: list[Problem]) -> tuple[int, dict[str, str]]:
@@ -117,12 +93,12 @@ def _check_records(tables, problems: list[Problem]) -> tuple[int, dict[str, str]
             if wid in workload_mods:
                 problems.append(Problem(f"{rel} row {i}", f"duplicate workload_id {wid}"))
             workload_mods[wid] = mod_json
+        problems.extend(Problem(f"{rel} row {i}", message) for i, message in workload_problems(table))
     seen: dict[tuple[str, str], str] = {}
     count = 0
     for rel, table in tables["records"]:
         cols = {c: table.column(c).to_pylist() for c in
-                ("record_id", "hw_id", "workload_id", "program_hash", "status", "origin", "latency_s",
-                 "latencies_s")}
+                ("record_id", "hw_id", "workload_id", "program_hash", "origin")}
         for i in range(table.num_rows):
             count += 1
             where = f"{rel} row {i}"
@@ -135,15 +111,22 @@ def _check_records(tables, problems: list[Problem]) -> tuple[int, dict[str, str]
                 problems.append(Problem(where, f"unknown workload_id {cols['workload_id'][i]}"))
             if cols["record_id"][i] != record_id(cols["workload_id"][i], cols["program_hash"][i]):
                 problems.append(Problem(where, "record_id does not match workload_id + program_hash"))
-            if cols["status"][i] not in STATUSES:
-                problems.append(Problem(where, f"invalid status {cols['status'][i]!r}; valid: {STATUSES}"))
             if cols["origin"][i] not in ORIGINS:
                 problems.append(Problem(where, f"invalid origin {cols['origin'][i]!r}; valid: {ORIGINS}"))
-            if cols["status"][i] == "ok":
-                lat = cols["latency_s"][i]
-                if not cols["latencies_s"][i] or lat is None or not np.isfinite(lat) or lat <= 0:
-                    problems.append(Problem(where, "status ok but no valid latency"))
+        problems.extend(Problem(f"{rel} row {i}", message) for i, message in record_problems(table))
     return count, workload_mods
+
+
+def _check_splits(tables, problems: list[Problem]) -> None:
+    from cwm_bench.splits import SPLIT_COLUMNS
+
+    for rel, table in tables["records"]:
+        for column in SPLIT_COLUMNS.values():
+            values = table.column(column).to_pylist()
+            bad = [i for i, v in enumerate(values) if v not in ("train", "test")]
+            if bad:
+                problems.append(Problem(f"{rel} row {bad[0]}", f"{column} is {values[bad[0]]!r} (must be train or "
+                                                              f"test; {len(bad)} such rows)"))
 
 
 def _check_replay(tables, workload_mods: dict[str, str], replay_count: int, problems: list[Problem]) -> int:
@@ -182,15 +165,16 @@ def validate_dataset(root: str, replay_count: int = 20) -> tuple[list[Problem], 
     try:
         layout = layout_of(root)
     except NotADatasetError:
-        layout = "collection"  # report what a collection folder lacks
+        problems.append(Problem("manifest.json", "missing (not a cwm-bench dataset folder?)"))
+        return problems, "0 workloads, 0 records, 0 traces replayed"
+    issues = inspect_folder(root, "full", layout=layout)
+    problems.extend(Problem(i.rel, i.message) for i in issues)
     if layout == "release":
-        from cwm_bench.release import verify_checksums
-
-        problems.extend(Problem("checksums.sha256", p) for p in verify_checksums(root))
-    else:
-        _check_manifest(root, problems)
-    tables = _read_tables(root, layout, problems)
+        problems.extend(card_problems(root))
+    tables = _read_tables(root, layout, {i.rel for i in issues if i.kind in ("unreadable", "schema")}, problems)
     records, workload_mods = _check_records(tables, problems)
+    if layout == "release":
+        _check_splits(tables, problems)
     replayed = _check_replay(tables, workload_mods, replay_count, problems) if replay_count else 0
     if len(problems) > MAX_PROBLEMS:
         extra = len(problems) - MAX_PROBLEMS

@@ -184,11 +184,16 @@ def test_oracle_estimate_degenerate_inputs():
 
 
 def _folder(root, table: pa.Table) -> str:
-    """The smallest collection folder `read_table` accepts: a manifest and one records shard."""
+    """The smallest collection folder the integrity gate accepts: one full-schema records shard, listed
+    in a manifest (written by the store: the rows here lack features, which `store.write` refuses)."""
+    from cwm_bench.rows.schema import RECORDS
+    from cwm_bench.rows.store import DatasetStore
+
     os.makedirs(os.path.join(root, "records"))
-    with open(os.path.join(root, "manifest.json"), "w") as handle:
-        json.dump({}, handle)
-    pq.write_table(table, os.path.join(root, "records", "part-0.parquet"))
+    rows = table.to_pylist()
+    pq.write_table(pa.Table.from_pylist(rows, schema=RECORDS), os.path.join(root, "records", "part-0.parquet"))
+    with DatasetStore(str(root)) as store:
+        store.write_manifest()
     return str(root)
 
 

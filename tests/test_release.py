@@ -21,6 +21,7 @@ from cwm_bench.data_cards.card import dataset_stats, hf_features, render_card
 from cwm_bench.release import ReleaseError, build_release, verify_checksums
 from cwm_bench.rows.reader import read_table
 from cwm_bench.rows.schema import RECORDS
+from cwm_bench.rows.store import DatasetStore
 from cwm_bench.splits import SPLIT_COLUMNS
 
 NAME = "cwm-bench/tiny-test"
@@ -49,6 +50,8 @@ def _with_second_hw(src, dst) -> str:
     other = other.set_column(other.schema.get_field_index("hw_name"), "hw_name",
                              pa.array(["Other CPU"] * records.num_rows))
     pq.write_table(other, dst / "records" / "part-99999999999999999999-1-0001.parquet")
+    with DatasetStore(str(dst)) as store:  # list the new shard: the integrity gate refuses unlisted ones
+        store.write_manifest()
     return "otherhw00001"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,12 @@ import click
 
 from cwm_bench.cli import main
 from cwm_bench.cli.cuda import CUDA_FLOW
+
+# Ranges of the counts and fractions (bad values are usage errors, exit 2, before anything runs).
+COUNT = click.IntRange(min=1)
+SEED = click.IntRange(min=0)
+FRACTION = click.FloatRange(0.0, 1.0)
+SECONDS = click.FloatRange(min=0.0, min_open=True)
 
 
 @main.group()
@@ -46,30 +53,32 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
                    "`mini:matmul_64x64x64,softmax_64x128`.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Dataset folder. An existing folder is resumed, never overwritten.")
-@click.option("--per-task", default=64, show_default=True, help="Records per task (errors count too).")
-@click.option("--batch-size", default=16, show_default=True, help="Candidates built and measured together.")
-@click.option("--evolutionary-fraction", default=0.5, show_default=True,
+@click.option("--per-task", type=COUNT, default=64, show_default=True, help="Records per task (errors count too).")
+@click.option("--batch-size", type=COUNT, default=16, show_default=True,
+              help="Candidates built and measured together.")
+@click.option("--evolutionary-fraction", type=FRACTION, default=0.5, show_default=True,
               help="Share of each task's records drawn by evolutionary search; the rest are random.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--rounds", default=5, show_default=True, help="Interleaved measurement rounds over a batch.")
-@click.option("--repeats", default=3, show_default=True, help="Timings per candidate per round.")
-@click.option("--min-repeat-ms", default=10, show_default=True, help="Each timing loops the kernel this long.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--rounds", type=COUNT, default=5, show_default=True, help="Interleaved measurement rounds over a batch.")
+@click.option("--repeats", type=COUNT, default=3, show_default=True, help="Timings per candidate per round.")
+@click.option("--min-repeat-ms", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Each timing loops the kernel this long.")
 @click.option("--cache-flush/--no-cache-flush", default=False, show_default=True,
               help="Flush CPU caches before every timing (cold-cache latencies).")
-@click.option("--check-fraction", default=0.1, show_default=True,
+@click.option("--check-fraction", type=FRACTION, default=0.1, show_default=True,
               help="Share of candidates whose outputs are compared with the unscheduled program.")
-@click.option("--timeout", "timeout_s", default=30.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=SECONDS, default=30.0, show_default=True,
               help="Seconds a kernel may take per load or per round before it is recorded as `timeout`.")
-@click.option("--build-workers", default=None, type=int, help="Parallel compiles (default: one per core).")
+@click.option("--build-workers", default=None, type=COUNT, help="Parallel compiles (default: one per core).")
 @click.option("--rpc-tracker", default=None, metavar="HOST:PORT",
               help="Measure on the servers of this TVM RPC tracker instead of this machine (builds stay here).")
 @click.option("--device-key", default=None, help="With --rpc-tracker: the key the device servers registered under.")
-@click.option("--parallel", default=None, type=int,
+@click.option("--parallel", default=None, type=COUNT,
               help="With --rpc-tracker: sessions measuring at once (default: the servers registered at start).")
 @click.option("--device-hardware", default=None, type=click.Path(exists=True, dir_okay=False),
               help="With --rpc-tracker: the devices' descriptor, from `cwm-bench hardware --json` run on one of "
                    "them (default: this machine's CPU; a server reporting another LLVM CPU stops the run).")
-@click.option("--max-attempts", default=2, show_default=True,
+@click.option("--max-attempts", type=COUNT, default=2, show_default=True,
               help="With --rpc-tracker: servers a candidate may lose (death, hang) before it is an error row.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
 def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_size: int,
@@ -98,6 +107,8 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     from cwm_bench.measure.protocol import MeasureProtocol
     from cwm_bench.measure.rpc import TrackerError
     from cwm_bench.report import summary_table
+    from cwm_bench.rows.reader import DatasetIntegrityError, NotADatasetError
+    from cwm_bench.rows.store import DatasetBusyError, InvalidRowsError
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
     if target_kind == "cuda":
@@ -117,19 +128,19 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     click.echo(f"hardware: {hardware.name} ({hardware.arch}, {hardware.num_cores} cores), hw_id {hardware.hw_id}; "
                f"measuring on {where}")
     bar = tqdm(total=0, unit="rec", disable=no_progress, dynamic_ncols=True)
-    collector = Collector(hardware, out_dir, config,
-                          on_records=lambda n, task: (bar.set_postfix_str(task[:30]), bar.update(n)),
-                          log=lambda text: tqdm.write(text))
-    bar.total = collector.remaining(chosen)
-    bar.refresh()
-    click.echo(f"{len(chosen)} tasks, {bar.total} records to collect into {out_dir}", err=True)
     try:
-        summaries = collector.run(chosen)
+        with Collector(hardware, out_dir, config,
+                       on_records=lambda n, task: (bar.set_postfix_str(task[:30]), bar.update(n)),
+                       log=lambda text: tqdm.write(text)) as collector:
+            bar.total = collector.remaining(chosen)
+            bar.refresh()
+            click.echo(f"{len(chosen)} tasks, {bar.total} records to collect into {out_dir}", err=True)
+            summaries = collector.run(chosen)
     except KeyboardInterrupt:
         bar.close()
         click.echo("interrupted: completed batches are saved; run the same command to resume", err=True)
         sys.exit(130)
-    except TrackerError as exc:
+    except (TrackerError, DatasetBusyError, NotADatasetError, DatasetIntegrityError, InvalidRowsError) as exc:
         bar.close()
         raise click.ClickException(str(exc)) from exc
     bar.close()
@@ -152,9 +163,7 @@ def _rpc_config(tracker: str | None, key: str | None, parallel: int | None, max_
         parse_tracker(tracker)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--rpc-tracker") from exc
-    if parallel is not None and parallel < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--parallel")
-    config = RpcConfig(tracker, key, parallel, max_attempts=max(1, max_attempts))
+    config = RpcConfig(tracker, key, parallel, max_attempts=max_attempts)
     try:
         servers = check_tracker(config)
     except TrackerError as exc:
@@ -178,7 +187,7 @@ def hardware(as_json: bool) -> None:
 
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--replay", "replay_count", default=20, show_default=True,
+@click.option("--replay", "replay_count", type=click.IntRange(min=0), default=20, show_default=True,
               help="Random traces replayed to confirm they rebuild the recorded program (0: skip).")
 @click.option("--rebuild-manifest", is_flag=True,
               help="First rewrite manifest.json from the shards on disk (after a killed write).")
@@ -190,9 +199,18 @@ def validate(data_dir: str, replay_count: int, rebuild_manifest: bool) -> None:
     from cwm_bench.validate import validate_dataset
 
     if rebuild_manifest:
-        from cwm_bench.rows.store import DatasetStore
+        from cwm_bench.rows.reader import DatasetIntegrityError
+        from cwm_bench.rows.store import DatasetBusyError, DatasetStore
 
-        DatasetStore(data_dir).write_manifest()
+        if os.path.isdir(os.path.join(data_dir, "data")) and not os.path.exists(
+                os.path.join(data_dir, "manifest.json")):
+            raise click.ClickException(f"{data_dir}: a release folder has no manifest to rebuild "
+                                       "(its checksums come from `cwm-bench release`)")
+        try:
+            with DatasetStore(data_dir) as store:
+                store.write_manifest()
+        except (DatasetBusyError, DatasetIntegrityError) as exc:
+            raise click.ClickException(str(exc)) from exc
 
     problems, stats = validate_dataset(data_dir, replay_count=replay_count)
     for p in problems:
@@ -211,18 +229,16 @@ def compact(data_dir: str) -> None:
     Collections write one shard per batch; compact before committing or sharing a folder.
     Refused while a collector is writing to the folder.
     """
-    from cwm_bench.rows.store import DatasetBusyError, DatasetStore
+    from cwm_bench.rows.reader import DatasetIntegrityError, NotADatasetError
+    from cwm_bench.rows.store import DatasetBusyError, DatasetStore, InvalidRowsError
 
     try:
-        store = DatasetStore(data_dir)
-    except DatasetBusyError as exc:
+        with DatasetStore(data_dir) as store:
+            for table in ("workloads", "records"):
+                before, rows = store.compact(table)
+                click.echo(f"{table}: {before} shard(s) -> 1, {rows} rows")
+    except (DatasetBusyError, NotADatasetError, DatasetIntegrityError, InvalidRowsError) as exc:
         raise click.ClickException(str(exc)) from exc
-    try:
-        for table in ("workloads", "records"):
-            before, rows = store.compact(table)
-            click.echo(f"{table}: {before} shard(s) -> 1, {rows} rows")
-    finally:
-        store.close()
 
 
 @main.command()
@@ -243,10 +259,12 @@ def merge(data_dirs: tuple[str, ...], out_dir: str, conflicts_path: str | None) 
     import json
 
     from cwm_bench.merge import MergeError, merge_datasets
+    from cwm_bench.rows.reader import DatasetIntegrityError, NotADatasetError
+    from cwm_bench.rows.store import DatasetBusyError, InvalidRowsError
 
     try:
         report = merge_datasets(list(data_dirs), out_dir)
-    except MergeError as exc:
+    except (MergeError, NotADatasetError, DatasetIntegrityError, DatasetBusyError, InvalidRowsError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report)
     if conflicts_path:
@@ -263,9 +281,11 @@ def import_metaschedule(db_dirs: tuple[str, ...], out_dir: str) -> None:
     """Read MetaSchedule JSON databases (database_workload.json + database_tuning_record.json, as
     `ms.tune_tir` writes them) into a CWM-Bench dataset (origin `imported`, features recomputed)."""
     from cwm_bench.import_ms import ImportError_, import_databases
+    from cwm_bench.rows.reader import DatasetIntegrityError, NotADatasetError
+    from cwm_bench.rows.store import DatasetBusyError, InvalidRowsError
 
     try:
         report = import_databases(list(db_dirs), out_dir)
-    except ImportError_ as exc:
+    except (ImportError_, DatasetBusyError, NotADatasetError, DatasetIntegrityError, InvalidRowsError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report)

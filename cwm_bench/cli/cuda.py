@@ -60,11 +60,12 @@ def ingest_cuda_cmd(bundles: tuple[str, ...], results_json: str, device_json: st
     Idempotent: records already in the folder are skipped. Built candidates the device did not reach
     (a run stopped by its --deadline) are left out and counted; ingest them after another run."""
     from cwm_bench.cuda.ingest import ingest_cuda
+    from cwm_bench.rows.store import DatasetBusyError
 
     for bundle in bundles:
         try:
             report = ingest_cuda(bundle, results_json, device_json, out_dir)
-        except ValueError as exc:
+        except (ValueError, DatasetBusyError) as exc:  # integrity, bad rows, a busy --out: one line
             raise click.ClickException(f"{bundle}: {exc}") from exc
         click.echo(f"{bundle}: {report.rows} records added to {out_dir} {report.by_status}"
                    + (f"; {report.unmeasured} built candidates had no result" if report.unmeasured else ""))

@@ -146,18 +146,26 @@ def _read_training(checkpoint: str) -> dict | None:
     return training
 
 
+def _digest(data_dir: str) -> tuple[str, int]:
+    """The dataset's digest over its files' real sha256 (the full integrity gate runs first)."""
+    from cwm_bench.results import dataset_digest
+
+    try:
+        return dataset_digest(data_dir)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _write_training(out_dir: str, data_dir: str, split: str, records, init_dir: str | None,
-                    max_train_records: int | None, seed: int) -> None:
+                    max_train_records: int | None, seed: int, digest: str) -> None:
     # `records` is the SplitSide trained on
     """Record beside the checkpoint what it was trained on (and, through `init`, what before), so a
     result of a fine-tuned model says which records of which hardware made it."""
     import json
     import os
 
-    from cwm_bench.results import dataset_digest
-
     training = {"dataset_id": os.path.basename(os.path.normpath(os.path.abspath(data_dir))),
-                "dataset_sha256": dataset_digest(data_dir)[0], "split": split,
+                "dataset_sha256": digest, "split": split,
                 "side": "all" if split == "all" else "train", "records": len(records),
                 "tasks": len(set(records.task_ids)), "max_train_records": max_train_records,
                 "sample_seed": seed if max_train_records is not None else None,
@@ -258,6 +266,7 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
     sampled = f" (a seed-{seed} sample of {available:,})" if len(records) < available else ""
     start = f"fine-tuning {init_dir}" if init_dir else f"training {model_name}"
     click.echo(f"{start} on {len(records):,} records{sampled} of {tasks} tasks ({split})", err=True)
+    digest = _digest(data_dir)  # before fitting: a dataset that fails the full check leaves no checkpoint
     started = time.perf_counter()
     try:
         if init_dir is None:
@@ -267,7 +276,7 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
     except (NotImplementedError, ValueError) as exc:
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
     _replace_folder(out_dir, lambda folder: (model.save(folder), _write_training(
-        folder, data_dir, split, records, init_dir, max_train_records, seed)))
+        folder, data_dir, split, records, init_dir, max_train_records, seed, digest)))
     click.echo(f"wrote {out_dir} ({time.perf_counter() - started:.1f} s)")
 
 
@@ -324,7 +333,7 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
     from cwm_bench.model.contamination import overlap
     from cwm_bench.model.registry import UnknownModelError
     from cwm_bench.noise import dataset_noise_reference
-    from cwm_bench.results import EvaluationResult, dataset_digest, git_commit, package_versions, utc_now
+    from cwm_bench.results import EvaluationResult, git_commit, package_versions, utc_now
 
     checkpoint = None
     if os.path.isdir(model_ref):
@@ -361,7 +370,7 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
     metrics = Evaluator(reference={"opa": oracle} if oracle else None).eval(
         {"task_id": records.task_ids, "y_true_latency": records.latency_s, "y_score": scores,
          "task_weight": records.task_weights()})
-    digest, files = dataset_digest(data_dir)
+    digest, files = _digest(data_dir)
     result = EvaluationResult(
         model=model.name, model_config=model.config, checkpoint=checkpoint,
         dataset_id=os.path.basename(os.path.normpath(os.path.abspath(data_dir))), dataset_sha256=digest,

@@ -1,28 +1,43 @@
 """A dataset folder that survives kill -9: immutable Parquet shards, each written to a temp file
-and renamed into place, so a shard is either whole or absent. The shards are the truth; the manifest
-is a summary rebuilt from them after every write.
+and renamed into place, so a shard is either whole or absent. The manifest lists every shard with its
+size, row count and sha256, and is rewritten (atomically) after every write.
 
     DIR/manifest.json
     DIR/workloads/part-<time>-<n>.parquet
     DIR/records/part-<time>-<n>.parquet
+
+A store is a context manager: `with DatasetStore(dir) as store:` releases the folder's lock on exit.
+Its reads pass the integrity gate (cwm_bench.rows.reader): a shard that disagrees with the manifest
+or the schema raises DatasetIntegrityError. The writer itself accepts shards its manifest does not
+list yet (a write killed between the shard and the manifest leaves one; its next write lists it);
+read-only stores do not. Rows are checked before they are written (`record_problems`): an ok record
+without a positive latency, its timings or its features is refused (InvalidRowsError).
 """
 
 from __future__ import annotations
 
 import fcntl
 import glob
-import hashlib
 import json
+import math
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cwm_bench.rows.reader import read_shard
-from cwm_bench.rows.schema import KEYS, SCHEMA_VERSION, TABLES
+from cwm_bench.rows.reader import (
+    MANIFEST,
+    DatasetIntegrityError,
+    concat_shards,
+    file_sha256,
+    remember_sha256,
+    verify_folder,
+)
+from cwm_bench.rows.schema import KEYS, SCHEMA_VERSION, STATUSES, TABLES
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -34,6 +49,10 @@ def identity_columns(table: str) -> list[str]:
 
 class DatasetBusyError(RuntimeError):
     pass
+
+
+class InvalidRowsError(ValueError):
+    """Rows that break the dataset's rules (e.g. an ok record without a latency); nothing was written."""
 
 
 @dataclass
@@ -51,21 +70,39 @@ class DatasetStore:
 
     def __init__(self, root: str, provenance: dict | None = None, readonly: bool = False):
         self.root = root
-        self.provenance = provenance or self._existing_provenance()
-        self._sequence = 0
-        self._entries: dict[str, dict] = {}  # shard path -> manifest entry (shards never change)
         self.readonly = readonly
+        self._lock = None
+        self._sequence = 0
+        self._retired: set[str] = set()  # shards a compaction replaced: no longer listed, about to go
+        manifest = self._existing_manifest()
+        self.provenance = provenance or manifest.get("provenance", {})
+        self._entries: dict[str, dict] = {}
+        self._extra_tables: list[str] = []
         if readonly:
             return
+        os.makedirs(root, exist_ok=True)
+        lock = open(os.path.join(root, ".lock"), "w")  # noqa: SIM115  (held for the store's life)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            lock.close()
+            raise DatasetBusyError(f"{root}: another cwm-bench process is writing to this folder") from exc
+        self._lock = lock
         for table in TABLES:
             os.makedirs(os.path.join(root, table), exist_ok=True)
-        self._lock = open(os.path.join(root, ".lock"), "w")  # noqa: SIM115  (held for the store's life)
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            self._lock.close()
-            raise DatasetBusyError(f"{root}: another cwm-bench process is writing to this folder") from exc
         self._remove_partials()
+        # What the manifest records stays recorded: a shard changed on disk since is caught by the
+        # gate, never re-recorded by the next write (only `write_manifest()` re-reads the disk).
+        self._entries = {os.path.join(root, table, e["file"]): e
+                         for table, entries in (manifest.get("shards") or {}).items()
+                         if isinstance(entries, list) for e in entries if isinstance(e, dict) and "file" in e}
+        self._extra_tables = [t for t in (manifest.get("shards") or {}) if t not in TABLES]
+
+    def __enter__(self) -> DatasetStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, table: str, rows: list[dict]) -> str | None:
@@ -86,6 +123,11 @@ class DatasetStore:
             "cwm_bench.provenance": json.dumps(self.provenance, sort_keys=True),
         })
         arrow = data.select(schema.names).cast(schema)
+        problems = table_problems(table, arrow)
+        if problems:
+            row, message = problems[0]
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise InvalidRowsError(f"{self.root}: refusing to write {table}: row {row}: {message}{more}")
         self._sequence += 1
         name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._sequence:04d}.parquet"
         final = os.path.join(self.root, table, name)
@@ -93,16 +135,43 @@ class DatasetStore:
         pq.write_table(arrow, partial, compression="zstd")
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
+        entry = _shard_entry(partial, name)  # hashed before the rename: the manifest follows at once
         os.replace(partial, final)
-        self.write_manifest()
+        remember_sha256(final, entry["sha256"])
+        self._entries[final] = entry
+        self._refresh_manifest()
         return final
 
     def write_manifest(self) -> None:
-        for table in TABLES:
+        """Rebuild manifest.json from the shards on disk (sizes, rows, sha256 read from the files):
+        after a killed write, or to accept shards changed on purpose (`validate --rebuild-manifest`)."""
+        self._require_writable()
+        for table in self._tables():
             for path in self.shards(table):
+                self._entries[path] = _shard_entry(path, os.path.basename(path))
+        self._refresh_manifest()
+
+    def record_table(self, table: str) -> None:
+        """List the files of another table (e.g. `noise`) in the manifest, so readers check them too."""
+        self._require_writable()
+        if table not in self._extra_tables and table not in TABLES:
+            self._extra_tables.append(table)
+        for path in self.shards(table):
+            self._entries[path] = _shard_entry(path, os.path.basename(path))
+        self._refresh_manifest()
+
+    def _refresh_manifest(self) -> None:
+        """The manifest of the shards on disk: recorded entries as recorded, new shards read."""
+        shards = {}
+        for table in self._tables():
+            entries = []
+            for path in self.shards(table):
+                if path in self._retired:
+                    continue
                 if path not in self._entries:
-                    self._entries[path] = self._shard_entry(path)
-        shards = {table: [self._entries[p] for p in self.shards(table)] for table in TABLES}
+                    self._entries[path] = _shard_entry(path, os.path.basename(path))
+                entries.append(self._entries[path])
+            shards[table] = entries
         manifest = {
             "format": "cwm-bench",
             "schema_version": SCHEMA_VERSION,
@@ -110,7 +179,7 @@ class DatasetStore:
             "rows": {t: sum(s["rows"] for s in v) for t, v in shards.items()},
             "shards": shards,
         }
-        path = os.path.join(self.root, "manifest.json")
+        path = os.path.join(self.root, MANIFEST)
         with open(path + PARTIAL_SUFFIX, "w") as handle:
             json.dump(manifest, handle, indent=1, sort_keys=True)
         os.replace(path + PARTIAL_SUFFIX, path)
@@ -118,8 +187,9 @@ class DatasetStore:
     def compact(self, table: str = "records") -> tuple[int, int]:
         """Merge all shards of `table` into one, dropping duplicate keys; returns (shards before, rows).
 
-        Crash-safe: the merged shard lands (atomically) before the old ones are removed; a crash in
-        between leaves duplicates that the next `compact` removes (and `validate` reports).
+        Crash-safe: the merged shard lands (atomically) and the manifest stops listing the old ones
+        before they are removed; a crash in between leaves unlisted duplicates that the next `compact`
+        removes (and `validate` reports).
         """
         old = self.shards(table)
         if len(old) <= 1:
@@ -133,14 +203,17 @@ class DatasetStore:
                 seen.add(key)
                 keep.append(i)
         self.write_arrow(table, merged.take(keep))
+        self._retired.update(old)
+        self._refresh_manifest()
         for path in old:
             os.remove(path)
             self._entries.pop(path, None)
-        self.write_manifest()
+        self._retired.difference_update(old)
+        self._refresh_manifest()
         return len(old), len(keep)
 
     def close(self) -> None:
-        if not self.readonly and not self._lock.closed:
+        if self._lock is not None and not self._lock.closed:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
 
@@ -148,11 +221,19 @@ class DatasetStore:
     def shards(self, table: str) -> list[str]:
         return sorted(glob.glob(os.path.join(self.root, table, "*.parquet")))
 
+    def verify(self, mode: str = "auto") -> None:
+        """The integrity gate on the folder (DatasetIntegrityError); a writer accepts its unlisted shards."""
+        if self.readonly or os.path.exists(os.path.join(self.root, MANIFEST)):
+            verify_folder(self.root, mode, allow_unlisted=not self.readonly, layout="collection")
+        else:  # a writer's folder before its first manifest: every shard is unlisted
+            verify_folder(self.root, mode, allow_unlisted=True, layout="collection")
+
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
         paths = self.shards(table)
         if not paths:
             return TABLES[table].empty_table().select(columns) if columns else TABLES[table].empty_table()
-        return pa.concat_tables([read_shard(table, p, columns) for p in paths])
+        self.verify()
+        return concat_shards(table, paths, columns)
 
     def known_keys(self, table: str) -> set:
         """Identities already stored: workload ids, or (record_id, hw_id) pairs for records."""
@@ -176,12 +257,20 @@ class DatasetStore:
         return progress
 
     # -- helpers -------------------------------------------------------------------------------
-    def _existing_provenance(self) -> dict:
+    def _tables(self) -> list[str]:
+        return [*TABLES, *self._extra_tables]
+
+    def _require_writable(self) -> None:
+        if self.readonly:
+            raise PermissionError(f"{self.root}: opened read-only")
+
+    def _existing_manifest(self) -> dict:
         try:
-            with open(os.path.join(self.root, "manifest.json")) as handle:
-                return json.load(handle).get("provenance", {})
+            with open(os.path.join(self.root, MANIFEST)) as handle:
+                manifest = json.load(handle)
         except (OSError, ValueError):
             return {}
+        return manifest if isinstance(manifest, dict) else {}
 
     def _remove_partials(self) -> None:
         """Left-overs of a killed write: never complete, never referenced."""
@@ -189,15 +278,148 @@ class DatasetStore:
             for path in glob.glob(os.path.join(self.root, table, "*" + PARTIAL_SUFFIX)):
                 os.remove(path)
 
-    @staticmethod
-    def _shard_entry(path: str) -> dict:
-        return {"file": os.path.basename(path), "rows": pq.ParquetFile(path).metadata.num_rows,
-                "sha256": sha256_of(path)}
+
+def _shard_entry(path: str, name: str) -> dict:
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except Exception as exc:  # noqa: BLE001  (never record a file that is not Parquet)
+        raise DatasetIntegrityError(f"{path}: not a readable Parquet file ({type(exc).__name__}: "
+                                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                                    "restore or remove it") from None
+    return {"file": name, "rows": rows, "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
 
 
 def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
+
+
+# -- the rules rows must follow beyond their types -------------------------------------------------
+_PROTOCOL_RANGES = {  # protocol JSON key -> (lowest, highest, lowest excluded)
+    "rounds": (1, None, False), "repeats_per_round": (1, None, False), "repeats": (1, None, False),
+    "warmup_runs": (0, None, False), "warmup": (0, None, False), "min_repeat_ms": (0, None, False),
+    "number": (1, None, False), "check_fraction": (0, 1, False), "timeout_s": (0, None, True),
+    "timeout": (0, None, True), "max_round_s": (0, None, True),
+}
+
+
+def protocol_problems(protocol_json: str | None) -> list[str]:
+    """What is out of range in a record's measurement protocol (JSON); [] when it is fine."""
+    try:
+        protocol = json.loads(protocol_json) if protocol_json is not None else None
+    except ValueError:
+        return ["protocol is not JSON"]
+    if not isinstance(protocol, dict):
+        return ["protocol is not a JSON object"]
+    problems = []
+    for key, (low, high, open_low) in _PROTOCOL_RANGES.items():
+        if key not in protocol:
+            continue
+        value = protocol[key]
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) \
+                or value < low or (open_low and value == low) or (high is not None and value > high):
+            bound = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+            problems.append(f"protocol {key} is {value!r}, must be {bound}")
+    return problems
+
+
+def _timings_range(protocol_json: str | None) -> tuple[int, int] | None:
+    """(fewest, most) timings an ok record of this protocol has: at least one per round, at most
+    rounds x repeats; None when the protocol does not say (imported records)."""
+    try:
+        protocol = json.loads(protocol_json or "")
+    except ValueError:
+        return None
+    if not isinstance(protocol, dict):
+        return None
+    rounds, repeats = protocol.get("rounds"), protocol.get("repeats_per_round", protocol.get("repeats"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (rounds, repeats)):
+        return None
+    return rounds, rounds * repeats
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def record_problems(data: pa.Table) -> list[tuple[int, str]]:
+    """(row, problem) for every records row that breaks the rules beyond its types:
+
+    - `status` is one of STATUSES; `latency_s` is set exactly on ok rows;
+    - an ok row has a positive, finite `latency_s` equal to the median of its timings, between one
+      timing per round and rounds x repeats of them (when its protocol says), all positive and finite,
+      and its per-store `features`;
+    - the protocol's counts and fractions are in range; `design_space` >= -1; `hw_num_cores` >= 0.
+    """
+    names = set(data.column_names)
+    n = data.num_rows
+    col = {c: data.column(c).to_pylist() if c in names else [None] * n
+           for c in ("status", "latency_s", "latencies_s", "protocol", "design_space", "hw_num_cores")}
+    if "features" in names:
+        features = data.column("features")
+        has_features = pc.fill_null(pc.greater(pc.list_value_length(features), 0), False).to_pylist()
+    else:
+        has_features = [False] * n
+    protocols: dict[str | None, tuple[list[str], tuple[int, int] | None]] = {}
+    problems = []
+    for i in range(n):
+        status, latency, timings = col["status"][i], col["latency_s"][i], col["latencies_s"][i]
+        if status not in STATUSES:
+            problems.append((i, f"invalid status {status!r}; valid: {STATUSES}"))
+        proto = col["protocol"][i]
+        if proto not in protocols:
+            protocols[proto] = (protocol_problems(proto), _timings_range(proto))
+        bad_protocol, timing_range = protocols[proto]
+        problems.extend((i, p) for p in bad_protocol)
+        if status == "ok":
+            if latency is None or not math.isfinite(latency) or latency <= 0:
+                problems.append((i, f"status ok but latency_s is {latency!r} (must be positive)"))
+            if not timings:
+                problems.append((i, "status ok but no timings in latencies_s"))
+            elif not all(t is not None and math.isfinite(t) and t > 0 for t in timings):
+                problems.append((i, "latencies_s holds a timing that is not positive and finite"))
+            else:
+                if latency is not None and math.isfinite(latency) \
+                        and not math.isclose(latency, _median(timings), rel_tol=1e-9, abs_tol=0.0):
+                    problems.append((i, f"latency_s {latency!r} is not the median of latencies_s"))
+                if timing_range and not timing_range[0] <= len(timings) <= timing_range[1]:
+                    problems.append((i, f"{len(timings)} timings; the protocol gives {timing_range[0]} to "
+                                        f"{timing_range[1]}"))
+            if not has_features[i]:
+                problems.append((i, "status ok but no features"))
+        elif latency is not None:
+            problems.append((i, f"status {status} but latency_s is set ({latency!r})"))
+        ds, cores = col["design_space"][i], col["hw_num_cores"][i]
+        if ds is not None and ds < -1:
+            problems.append((i, f"design_space {ds} (must be >= -1)"))
+        if cores is not None and cores < 0:
+            problems.append((i, f"hw_num_cores {cores} (must be >= 0)"))
+    return problems
+
+
+def workload_problems(data: pa.Table) -> list[tuple[int, str]]:
+    """(row, problem) for workloads rows: an id, finite non-negative flops, network weights >= 1."""
+    names = set(data.column_names)
+    n = data.num_rows
+    ids = data.column("workload_id").to_pylist() if "workload_id" in names else [None] * n
+    flops = data.column("flops").to_pylist() if "flops" in names else [None] * n
+    networks = data.column("networks").to_pylist() if "networks" in names else [None] * n
+    problems = []
+    for i in range(n):
+        if not ids[i]:
+            problems.append((i, "no workload_id"))
+        if flops[i] is not None and (not math.isfinite(flops[i]) or flops[i] < 0):
+            problems.append((i, f"flops {flops[i]!r} (must be finite and >= 0)"))
+        for use in networks[i] or []:
+            if use.get("weight") is None or use["weight"] < 1:
+                problems.append((i, f"network {use.get('network')!r} has weight {use.get('weight')!r} (must be >= 1)"))
+    return problems
+
+
+def table_problems(table: str, data: pa.Table) -> list[tuple[int, str]]:
+    if table == "records":
+        return record_problems(data)
+    if table == "workloads":
+        return workload_problems(data)
+    return []
