@@ -9,8 +9,8 @@
 A release holds one hardware only: latencies of two CPU models are not comparable.
 
 Bad input never becomes a release: the source passes the integrity gate in full (every shard listed in
-its manifest with the right size, rows, sha256, columns and types; rows/reader.py), and its rows the
-rules of `record_problems` (an ok record has a positive latency, its timings and its features), before
+its manifest with the right size, rows, sha256, columns and types; rows/integrity.py), and its rows the
+rules of `rows/rules.py` (an ok record has a positive latency, its timings and its features), before
 anything is written. Every refusal is a ReleaseError: one line naming the file and the problem.
 """
 
@@ -24,18 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cwm_bench.rows.reader import (
-    DatasetIntegrityError,
-    NotADatasetError,
-    concat_shards,
-    describe_issues,
-    file_sha256,
-    inspect_folder,
-    read_table,
-    table_files,
-)
+from cwm_bench.rows.integrity import DatasetIntegrityError, describe_issues, file_sha256, inspect_folder
+from cwm_bench.rows.reader import NotADatasetError, concat_shards, read_table, table_files
+from cwm_bench.rows.rules import record_problems, workload_problems
 from cwm_bench.rows.schema import RECORDS, SCHEMA_VERSION
-from cwm_bench.rows.store import record_problems, workload_problems
 from cwm_bench.splits import SPLIT_COLUMNS, assign_splits
 
 RECORDS_SHARD_ROWS = 50_000

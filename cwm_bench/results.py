@@ -131,7 +131,8 @@ def dataset_digest(root: str) -> tuple[str, int]:
     DatasetIntegrityError. For an intact folder the lines equal the recorded ones, so the digest is
     the one the recorded checksums give.
     """
-    from cwm_bench.rows.reader import file_sha256, layout_of, recorded_files, verify_folder
+    from cwm_bench.rows.integrity import file_sha256, recorded_files, verify_folder
+    from cwm_bench.rows.reader import layout_of
 
     layout = layout_of(root)
     verify_folder(root, "full", layout=layout)

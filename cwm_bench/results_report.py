@@ -57,12 +57,20 @@ def _cell(entry: Any) -> str:
 
 
 CONTAMINATED_MARK = " ⚠ contaminated"
+UNCHECKED_MARK = " ⚠ unchecked"
+
+
+def _mark(r: dict[str, Any]) -> str:
+    # result files older than the contamination check have no field: nothing is known either way
+    value = r.get("contaminated", None) if "contaminated" in r else None
+    return CONTAMINATED_MARK if value else UNCHECKED_MARK if value is None else ""
 
 
 def _name(r: dict[str, Any]) -> str:
     """A row's model column: the result's label when `evaluate --label` set one, else the model name;
-    marked when the model trained on what it was scored on (`evaluate --allow-overlap`)."""
-    return (r.get("label") or r["model"]) + (CONTAMINATED_MARK if r.get("contaminated") else "")
+    marked when the model trained on what it was scored on (`evaluate --allow-overlap`) or when that
+    could not be checked."""
+    return (r.get("label") or r["model"]) + _mark(r)
 
 
 def _label(r: dict[str, Any], with_dataset: bool) -> list[str]:
@@ -81,9 +89,13 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     for r in sorted(results, key=lambda r: (r["dataset_id"], r["split"], _name(r))):
         cells = [*_label(r, several), *(_cell(r["metrics"].get(key)) for key, _ in COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
-    if any(r.get("contaminated") for r in results):
+    marks = {_mark(r) for r in results}
+    if CONTAMINATED_MARK in marks:
         lines.append(f"\n{CONTAMINATED_MARK.strip()}: trained on the tasks or records it was scored on "
                      "(scored with `evaluate --allow-overlap`); not comparable with the other rows.")
+    if UNCHECKED_MARK in marks:
+        lines.append(f"\n{UNCHECKED_MARK.strip()}: what it trained on is unknown (no ids in its training.json, "
+                     "or a result file older than the check); it may have seen the test side.")
     return "\n".join(lines)
 
 

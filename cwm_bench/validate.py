@@ -2,10 +2,10 @@
 
 Every problem names the file (and row) it was found in. Checked:
 
-- the integrity gate in full (rows/reader.py): every data file listed in manifest.json or
+- the integrity gate in full (rows/integrity.py): every data file listed in manifest.json or
   checksums.sha256 and matching its size, rows and sha256; every shard readable with the schema's
   columns and types;
-- rows (rows/store.py `record_problems`, `workload_problems`): ids, duplicates, statuses, origins; ok
+- rows (rows/rules.py `record_problems`, `workload_problems`): ids, duplicates, statuses, origins; ok
   records carry a positive latency that is the median of their timings, the protocol's number of
   timings, and their features; counts and fractions in range;
 - a release: its data card (README.md with `configs`) and split columns of `train`/`test` only;
@@ -21,10 +21,11 @@ import numpy as np
 import pyarrow as pa
 
 from cwm_bench.candidates.generate import ORIGINS
-from cwm_bench.rows.reader import CARD, NotADatasetError, data_files, inspect_folder, layout_of, read_shard
+from cwm_bench.rows.integrity import CARD, card_front_matter, inspect_folder, one_line
+from cwm_bench.rows.reader import NotADatasetError, data_files, layout_of, read_shard
 from cwm_bench.rows.records import record_id
+from cwm_bench.rows.rules import record_problems, workload_problems
 from cwm_bench.rows.schema import TABLES
-from cwm_bench.rows.store import record_problems, workload_problems
 
 MAX_PROBLEMS = 50
 
@@ -50,11 +51,10 @@ def card_problems(root: str) -> list[Problem]:
                               "release`, or write the card with `cwm-bench card`)")]
     with open(readme, errors="replace") as handle:
         text = handle.read()
-    head = text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
     try:
-        front = yaml.safe_load(head) or {}
+        front = card_front_matter(text)
     except yaml.YAMLError as exc:
-        return [Problem(CARD, f"front matter is not YAML ({str(exc).splitlines()[0]})")]
+        return [Problem(CARD, f"front matter is not YAML ({one_line(exc)})")]
     configs = front.get("configs") if isinstance(front, dict) else None
     if not configs:
         return [Problem(CARD, "no `configs` in the front matter (regenerate it with `cwm-bench card`)")]
@@ -81,7 +81,7 @@ def _read_tables(root: str, layout: str, skip: set[str],
                 tables[name].append((rel, read_shard(name, path)))
             except Exception as exc:  # noqa: BLE001  (any unreadable file is reported, not raised)
                 problems.append(Problem(rel, f"not a readable Parquet file ({type(exc).__name__}: "
-                                             f"{str(exc).splitlines()[0] if str(exc) else ''})"))
+                                             f"{one_line(exc)})"))
     return tables
 
 
@@ -152,7 +152,7 @@ def _check_replay(tables, workload_mods: dict[str, str], replay_count: int, prob
             got = structural_hash_hex(replay_trace(trace, mod).mod)
         except Exception as exc:  # noqa: BLE001
             problems.append(Problem(f"{rel} row {i}", f"trace does not replay ({type(exc).__name__}: "
-                                                       f"{str(exc).splitlines()[0] if str(exc) else ''})"))
+                                                       f"{one_line(exc)})"))
             continue
         if got != program:
             problems.append(Problem(f"{rel} row {i}", f"replayed trace gives program {got}, recorded {program}"))

@@ -367,8 +367,8 @@ def test_size_mode_checks_sizes_without_hashing(tmp_path, tiny_dataset, monkeypa
     def no_hashing(path):
         raise AssertionError(f"size mode hashed {path}")
 
-    monkeypatch.setattr("cwm_bench.rows.reader.file_sha256", no_hashing)
-    monkeypatch.setattr("cwm_bench.rows.reader.FULL_HASH_BYTES", 0)  # `auto` on a "big" folder: sizes only
+    monkeypatch.setattr("cwm_bench.rows.integrity.file_sha256", no_hashing)
+    monkeypatch.setattr("cwm_bench.rows.integrity.FULL_HASH_BYTES", 0)  # `auto` on a "big" folder: sizes only
     assert read_table(str(copy), "records", ["record_id"]).num_rows == 12
     shard = _record_shards(copy)[0]
     shard.write_bytes(shard.read_bytes()[:-10])
@@ -459,14 +459,14 @@ def test_import_of_many_databases_into_one_new_folder(databases, tmp_path):
 
 
 def test_size_mode_of_a_release_checks_the_cards_sizes(tmp_path, release, monkeypatch):
-    from cwm_bench.rows.reader import inspect_folder
+    from cwm_bench.rows.integrity import inspect_folder
 
     copy = tmp_path / "copy"
     shutil.copytree(release, copy)
     assert inspect_folder(str(copy), "size") == []
     shard = _record_shards(copy)[0]
     pq.write_table(pq.read_table(shard), shard, compression="none")  # readable, same rows, another size
-    monkeypatch.setattr("cwm_bench.rows.reader.file_sha256", lambda path: pytest.fail(f"hashed {path}"))
+    monkeypatch.setattr("cwm_bench.rows.integrity.file_sha256", lambda path: pytest.fail(f"hashed {path}"))
     issues = [str(i) for i in inspect_folder(str(copy), "size")]
     assert len(issues) == 1 and "bytes, the card records" in issues[0], issues
 

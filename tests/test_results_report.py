@@ -16,7 +16,8 @@ def _metric(mean: float, half: float) -> dict:
     return {"mean": mean, "weighted_mean": mean, "ci_low": mean - half, "ci_high": mean + half}
 
 
-def _write(tmp_path, name: str, model: str, split: str, opa: float, dataset: str = "cpu-v0") -> str:
+def _write(tmp_path, name: str, model: str, split: str, opa: float, dataset: str = "cpu-v0",
+           contaminated: bool | None = False) -> str:
     """A hand-written result file in `cwm_bench.results`' schema."""
     metrics = {m: _metric(0.5, 0.1) for m in TASK_METRICS}
     metrics.update(opa=_metric(opa, 0.05), kendall_tau=_metric(2 * opa - 1, 0.1), top1=_metric(0.9, 0.02),
@@ -25,7 +26,8 @@ def _write(tmp_path, name: str, model: str, split: str, opa: float, dataset: str
     result = {"model": model, "model_config": {}, "checkpoint": None, "dataset_id": dataset,
               "dataset_sha256": "0" * 64, "dataset_files": 3, "split": split, "split_side": "test",
               "num_tasks": 7, "num_programs": 70, "metrics": metrics, "per_task": {}, "versions": {},
-              "git_commit": None, "created_at": "2026-01-01T00:00:00+00:00", "schema_version": "1", "notes": {}}
+              "git_commit": None, "created_at": "2026-01-01T00:00:00+00:00", "schema_version": "1", "notes": {},
+              "contaminated": contaminated}
     path = tmp_path / name
     path.write_text(json.dumps(result))
     return str(path)
@@ -74,3 +76,16 @@ def test_malformed_file_gives_one_line_naming_it(two_results, tmp_path):
         report([str(no_metrics)])
     with pytest.raises(ResultsReportError, match="metric 'nope'"):
         report(two_results, str(tmp_path / "x.png"), metric="nope")
+
+
+def test_contaminated_and_unchecked_rows_are_marked(tmp_path):
+    clean = _write(tmp_path, "a.json", "ansor-xgb", "by_network", 0.75)
+    dirty = _write(tmp_path, "b.json", "tlp", "by_network", 0.88, contaminated=True)
+    unknown = _write(tmp_path, "c.json", "tenset-mlp", "by_network", 0.77, contaminated=None)
+    old = tmp_path / "d.json"  # a result file written before the check existed
+    old.write_text(json.dumps({k: v for k, v in json.loads(open(clean).read()).items() if k != "contaminated"}
+                              | {"model": "random"}))
+    table = report([clean, dirty, unknown, str(old)])
+    assert "| ansor-xgb | by_network |" in table and "| tlp ⚠ contaminated | by_network |" in table
+    assert "| tenset-mlp ⚠ unchecked |" in table and "| random ⚠ unchecked |" in table
+    assert "⚠ contaminated: trained on the tasks or records" in table and "⚠ unchecked: what it trained on" in table

@@ -54,7 +54,8 @@ def _include(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
         try:
             include(spec)
         except Exception as exc:  # noqa: BLE001  (any failure of a user's module is one clear line)
-            raise click.BadParameter(f"{spec}: {type(exc).__name__}: {exc}", param_hint="--include") from exc
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise click.BadParameter(f"{spec}: {type(exc).__name__}: {first}", param_hint="--include") from exc
     return values
 
 
@@ -86,14 +87,16 @@ def _model_config(config_json: str | None) -> dict:
 
 def _create_model(name: str, config: dict):
     from cwm_bench.model import create_model
-    from cwm_bench.model.registry import UnknownModelError
+    from cwm_bench.model.registry import DuplicateModelError, UnknownModelError
 
     try:
         return create_model(name, **config)
-    except UnknownModelError as exc:
+    except (UnknownModelError, DuplicateModelError) as exc:
         raise click.BadParameter(str(exc), param_hint="--model") from exc
     except (TypeError, ValueError) as exc:
-        raise click.BadParameter(f"{name}: {exc}", param_hint="--config") from exc
+        message = str(exc)  # option errors already name the model
+        raise click.BadParameter(message if message.startswith(name) else f"{name}: {message}",
+                                 param_hint="--config") from exc
 
 
 def _init_model(init_dir: str, name: str, config: dict):
@@ -156,9 +159,8 @@ def _digest(data_dir: str) -> tuple[str, int]:
         raise click.ClickException(str(exc)) from exc
 
 
-def _write_training(out_dir: str, data_dir: str, split: str, records, init_dir: str | None,
+def _write_training(out_dir: str, data_dir: str, split: str, trained, init_dir: str | None,
                     max_train_records: int | None, seed: int, digest: str) -> None:
-    # `records` is the SplitSide trained on
     """Record beside the checkpoint what it was trained on (and, through `init`, what before), so a
     result of a fine-tuned model says which records of which hardware made it."""
     import json
@@ -166,14 +168,14 @@ def _write_training(out_dir: str, data_dir: str, split: str, records, init_dir: 
 
     training = {"dataset_id": os.path.basename(os.path.normpath(os.path.abspath(data_dir))),
                 "dataset_sha256": digest, "split": split,
-                "side": "all" if split == "all" else "train", "records": len(records),
-                "tasks": len(set(records.task_ids)), "max_train_records": max_train_records,
+                "side": "all" if split == "all" else "train", "records": len(trained),
+                "tasks": len(set(trained.task_ids)), "max_train_records": max_train_records,
                 "sample_seed": seed if max_train_records is not None else None,
                 "init": os.path.abspath(init_dir) if init_dir else None,
                 "init_training": _read_training(init_dir) if init_dir else None,
                 # What `evaluate` checks for contamination: the tasks and the programs fitted on.
-                "workload_ids": sorted(set(records.task_ids.tolist())),
-                "record_ids": sorted(records.record_ids)}
+                "workload_ids": sorted(set(trained.task_ids.tolist())),
+                "record_ids": sorted(trained.record_ids)}
     with open(os.path.join(out_dir, TRAINING_FILE), "w") as handle:
         json.dump(training, handle, indent=1, sort_keys=True)
 
@@ -186,6 +188,9 @@ def _check_out(out_dir: str) -> None:
         return
     if not os.path.isdir(out_dir):
         raise click.BadParameter(f"{out_dir} is a file", param_hint="--out")
+    if os.path.exists(os.path.join(out_dir, "config.json")) and not os.path.exists(
+            os.path.join(out_dir, "manifest.json")):
+        return  # a checkpoint (whatever files its model keeps): replaced whole
     for marker in ("manifest.json", "checksums.sha256", "data", "records"):
         if os.path.exists(os.path.join(out_dir, marker)):
             raise click.BadParameter(f"{out_dir} is a dataset folder (it has {marker}); a checkpoint needs its own "
@@ -205,6 +210,9 @@ def _replace_folder(out_dir: str, write) -> None:
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".partial-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would survive the rename
     try:
         write(staging)
         if os.path.exists(out_dir):
@@ -220,7 +228,9 @@ def _replace_folder(out_dir: str, write) -> None:
 
 
 @main.command()
-@click.option("--model", "model_name", required=True, help="A registered model (e.g. ansor-xgb, tenset-mlp).")
+@click.option("--model", "model_name", required=True,
+              help="A registered model: built-in (random, flops, ansor-xgb, ansor-xgb-rank, tenset-mlp, tlp), from an "
+                   "installed plugin, or from an --include module.")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Dataset folder (collection or release).")
 @click.option("--split", type=click.Choice(SPLIT_SCHEMES), required=True,
@@ -243,8 +253,10 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
     \b
     cwm-bench train --model ansor-xgb --data release/cpu-v0 --split by_network --out ckpt/xgb
     cwm-bench evaluate --model ckpt/xgb --data release/cpu-v0 --split by_network --json xgb.json
-    cwm-bench train --model ansor-xgb --init ckpt/xgb --data release/gpu-v0 --split by_network \\
-        --max-train-records 300 --out ckpt/xgb-gpu300     # fine-tune on 300 records of other hardware
+    cwm-bench train --model ansor-xgb --init ckpt/xgb --data release/h200-v0 --split within_task \\
+        --max-train-records 300 --out ckpt/xgb-h200-300   # fine-tune on 300 records of other hardware
+    cwm-bench train --include my_model.py --model my-model --data release/cpu-v0 --split by_network \\
+        --out ckpt/mine                                   # an outside model (docs/adding-a-model.md)
     """
     import os
     import time
@@ -257,26 +269,26 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
     _check_out(out_dir)
     config = _model_config(config_json)
     model = _create_model(model_name, config) if init_dir is None else _init_model(init_dir, model_name, config)
-    records = _side_of(data_dir, split, "train", model.inputs)
-    available = len(records)
+    trained = _side_of(data_dir, split, "train", model.inputs)
+    available = len(trained)
     seed = 0 if sample_seed is None else sample_seed
     if max_train_records is not None:
-        records = records.sample(max_train_records, seed)
-    tasks = len(set(records.task_ids))
-    sampled = f" (a seed-{seed} sample of {available:,})" if len(records) < available else ""
+        trained = trained.sample(max_train_records, seed)
+    tasks = len(set(trained.task_ids))
+    sampled = f" (a seed-{seed} sample of {available:,})" if len(trained) < available else ""
     start = f"fine-tuning {init_dir}" if init_dir else f"training {model_name}"
-    click.echo(f"{start} on {len(records):,} records{sampled} of {tasks} tasks ({split})", err=True)
-    digest = _digest(data_dir)  # before fitting: a dataset that fails the full check leaves no checkpoint
+    click.echo(f"{start} on {len(trained):,} records{sampled} of {tasks} tasks ({split})", err=True)
+    digest, _ = _digest(data_dir)  # before fitting: a dataset that fails the full check leaves no checkpoint
     started = time.perf_counter()
     try:
         if init_dir is None:
-            model.fit(records.labelled(), progress=not no_progress)
+            model.fit(trained.labelled(), progress=not no_progress)
         else:
-            model.fine_tune(records.labelled(), progress=not no_progress)
+            model.fine_tune(trained.labelled(), progress=not no_progress)
     except (NotImplementedError, ValueError) as exc:
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
     _replace_folder(out_dir, lambda folder: (model.save(folder), _write_training(
-        folder, data_dir, split, records, init_dir, max_train_records, seed, digest)))
+        folder, data_dir, split, trained, init_dir, max_train_records, seed, digest)))
     click.echo(f"wrote {out_dir} ({time.perf_counter() - started:.1f} s)")
 
 
@@ -313,9 +325,9 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
     """Score the test records with a model and write every ranking metric, with provenance, as JSON.
 
     The model sees only the input columns it declares (never latencies, status, origin, splits or
-    times). A checkpoint whose training.json shows it trained on the test side's tasks (task-level
-    splits) or records (within_task) is refused unless --allow-overlap, which marks the result
-    `contaminated: true`.
+    times). A checkpoint whose training.json shows it trained on the test side's tasks (by_network,
+    by_operator) or records (within_task, all) is refused unless --allow-overlap, which marks the
+    result `contaminated: true`; one that cannot be checked is scored and marked `contaminated: null`.
 
     Metrics are computed per task, then averaged over tasks (plain and weighted by how often the
     task occurs in its networks, 1 for operator tasks) with bootstrap 95% intervals. Where the
@@ -350,27 +362,29 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
             raise click.BadParameter(f"{model_ref!r} must be trained first: `cwm-bench train --model {model_ref} "
                                      f"... --out CKPT`, then `--model CKPT`", param_hint="--model")
     side = "all" if split == "all" else "test"
-    records = _side_of(data_dir, split, side, model.inputs)
+    test = _side_of(data_dir, split, side, model.inputs)
     training = _read_training(checkpoint) if checkpoint else None  # what the checkpoint was trained on
-    shared = overlap(training, split, records.task_ids, records.record_ids, trained=checkpoint is not None)
+    # a trainable model used by name (a plugin that loads pretrained weights itself) cannot be checked
+    shared = overlap(training, split, test.task_ids, test.record_ids,
+                     trained=checkpoint is not None or model.trainable)
     if shared.contaminated and not allow_overlap:
         raise click.ClickException(f"{model_ref} was {shared.describe()} of {split} ({side} side of "
                                    f"{data_dir}): refused; --allow-overlap scores it anyway, marked contaminated")
     if shared.contaminated is None:
         click.echo(f"warning: cannot check {model_ref} for contamination: {shared.describe()}", err=True)
+    digest, files = _digest(data_dir)  # the full check before scoring: a corrupt file stops here
     started = time.perf_counter()
-    scores = np.asarray(model.score(records.inputs), dtype=np.float64)
+    scores = np.asarray(model.score(test.records), dtype=np.float64)
     score_s = time.perf_counter() - started
-    if scores.shape != (len(records),):
-        raise click.ClickException(f"{model.name}.score returned {scores.shape} scores for {len(records)} records")
+    if scores.shape != (len(test),):
+        raise click.ClickException(f"{model.name}.score returned {scores.shape} scores for {len(test)} records")
     # Where the dataset carries re-measurements: the agreement of two runs, and the estimated accuracy
     # of an oracle that knew the true latencies, over the evaluated tasks (cwm_bench/noise.py).
-    noise = dataset_noise_reference(data_dir, records.task_ids)
+    noise = dataset_noise_reference(data_dir, test.task_ids)
     oracle = noise.get("oracle_opa") if noise else None
     metrics = Evaluator(reference={"opa": oracle} if oracle else None).eval(
-        {"task_id": records.task_ids, "y_true_latency": records.latency_s, "y_score": scores,
-         "task_weight": records.task_weights()})
-    digest, files = _digest(data_dir)
+        {"task_id": test.task_ids, "y_true_latency": test.latency_s, "y_score": scores,
+         "task_weight": test.task_weights()})
     result = EvaluationResult(
         model=model.name, model_config=model.config, checkpoint=checkpoint,
         dataset_id=os.path.basename(os.path.normpath(os.path.abspath(data_dir))), dataset_sha256=digest,

@@ -94,6 +94,8 @@ def check_option(model: str, key: str, value: Any, default: Any, declared: type 
     float is expected is fine) or lies outside `bounds`."""
     if value is None and default is None:
         return
+    if default is None and declared is None:
+        return  # a None default with no declared type (`option_types`) says nothing about the type
     expected = declared or type(default)
     ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):

@@ -58,6 +58,8 @@ def trained_ids(training: dict) -> tuple[set[str], set[str]] | None:
             return None
         tasks.update(stage["workload_ids"])
         records.update(stage["record_ids"])
+        if stage.get("init") and not stage.get("init_training"):
+            return None  # fine-tuned from a checkpoint that did not say what it trained on
         stage = stage.get("init_training")
     return tasks, records
 
@@ -71,8 +73,9 @@ def overlap(training: dict | None, scheme: str, test_task_ids, test_record_ids, 
         return Overlap(True, level, 0, 0, len(tasks), len(records))
     ids = None if training is None else trained_ids(training)
     if ids is None:
-        reason = ("the checkpoint has no training.json" if training is None else
-                  "its training.json predates the workload and record ids (retrain to check)")
+        reason = ("no training.json says what it trained on" if training is None else
+                  "its training.json (or that of the checkpoint it was fine-tuned from) lacks the workload and "
+                  "record ids (retrain to check)")
         return Overlap(False, level, 0, 0, len(tasks), len(records), reason=reason)
     seen_tasks, seen_records = ids
     return Overlap(True, level, len(tasks & seen_tasks), len(records & seen_records), len(tasks), len(records))

@@ -76,7 +76,8 @@ class _Adapter(ms.cost_model.PyCostModel):
 
     @property
     def inputs(self) -> frozenset[str]:
-        """The input groups computed for each candidate: the model's own, unless overridden."""
+        """The input groups computed for each candidate: the model's own, unless overridden (to measure
+        what computing more costs: the model still receives only the groups it declares)."""
         return self._inputs if self._inputs is not None else check_inputs(self.model.inputs)
 
     # -- PyCostModel ---------------------------------------------------------------------------
@@ -98,7 +99,8 @@ class _Adapter(ms.cost_model.PyCostModel):
             latency = [float(np.median([float(s) for s in results[i].run_secs])) for i in keep]
             self.history.append(table.append_column(LABEL_COLUMN, pa.array(latency, pa.float64())))
         if self.trainable and self.history and self.update_calls % self.refit_every == 0:
-            self.model.fit(Records(pa.concat_tables(self.history), self._workload_table()), progress=False)
+            history = seal(pa.concat_tables(self.history), self.model.inputs, labelled=True)
+            self.model.fit(Records(history, self._workload_table()), progress=False)
             self.fitted, self._offset = True, {}  # new scores, new scale
             self.fits += 1
 
@@ -106,7 +108,7 @@ class _Adapter(ms.cost_model.PyCostModel):
         self.predict_calls += 1
         if not self.fitted:
             return self.rng.uniform(0.0, 1.0, size=len(candidates))
-        table = self._table(context, candidates)
+        table = seal(self._table(context, candidates), self.model.inputs)  # computed: self.inputs; seen: the model's
         scores = np.asarray(self.model.score(Records(table, self._workload_table())), dtype=np.float64)
         return self._positive(table.column("workload_id")[0].as_py(), scores)
 
@@ -175,13 +177,15 @@ def as_metaschedule_cost_model(model: CostModel, workload_lookup: Mapping[str, W
                                seed: int = 0, inputs=None) -> Any:
     """A MetaSchedule cost model (`ms.cost_model.PyCostModel`) that scores with `model`.
 
-    predict: candidates -> sealed `Records` (the groups of `model.inputs`, or of `inputs` when given:
-    record ids, trace JSON, actions, per-store features, hardware columns; and this task's workload
-    row) -> `model.score`. update: measured candidates (errors skipped; latency = median of
-    run_secs, as in datasets) are kept, and a trainable model is refit on all of them every
-    `refit_every` updates. `workload_lookup` maps a task's id (structural hash of its module) to its `Workload`
-    (task name, family, networks); unknown tasks get one built from the module. Counters
-    `predict_calls`, `update_calls` and `fits` are readable on the returned object.
+    predict: candidates -> sealed `Records` (the groups of `model.inputs`: record ids, trace JSON,
+    actions, per-store features, hardware columns; and this task's workload row) -> `model.score`.
+    update: measured candidates (errors skipped; latency = median of run_secs, as in datasets) are
+    kept, and a trainable model is refit on all of them every `refit_every` updates.
+    `workload_lookup` maps a task's id (structural hash of its module) to its `Workload` (task name,
+    family, networks); unknown tasks get one built from the module. `inputs` makes the adapter
+    compute other groups than the model's (benchmarks measure what computing every group costs);
+    the model still receives only its own. Counters `predict_calls`, `update_calls` and `fits` are
+    readable on the returned object.
     """
     return _CostModelAdapter(model, workload_lookup, refit_every, hardware, seed, inputs)
 

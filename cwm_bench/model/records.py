@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from cwm_bench.rows.schema import RECORDS
+from cwm_bench.rows.schema import FEATURE_DIM, RECORDS
 
 HARDWARE_COLUMNS = ("hw_id", "hw_kind", "hw_name", "hw_arch", "hw_num_cores", "hw_isa", "hw_descriptor")
 INPUT_GROUPS: dict[str, tuple[str, ...]] = {
@@ -146,7 +146,8 @@ class Records:
 
     def features(self) -> list[np.ndarray]:
         """Per-store features, one (num_stores, 164) float32 array per record."""
-        return [np.asarray(f, dtype=np.float32).reshape(-1, 164) if f else np.zeros((0, 164), np.float32)
+        empty = np.zeros((0, FEATURE_DIM), np.float32)
+        return [np.asarray(f, dtype=np.float32).reshape(-1, FEATURE_DIM) if f else empty
                 for f in self.column("features").to_pylist()]
 
     def actions(self) -> list[list[dict]]:

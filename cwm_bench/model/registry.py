@@ -33,6 +33,7 @@ _BUILTIN: dict[str, str] = {
 }
 _LOADED: dict[str, type[CostModel]] = {}
 _lazy: dict[str, str] | None = None  # built-ins + entry points, read on first use
+_importing: set[str] = set()  # names whose lazy entry is being imported (see model_class)
 
 
 class UnknownModelError(KeyError):
@@ -83,7 +84,9 @@ def register_model(name: str):
         if held is not None and _path_of(held) != _path_of(cls):
             raise DuplicateModelError(f"model name {name!r} is already registered by {_path_of(held)}; "
                                       f"{_path_of(cls)} cannot take it")
-        if held is None and lazy is not None and lazy != _path_of(cls):
+        # while its own entry is imported, the class may live elsewhere (an entry point naming a
+        # re-export, "pkg:Model" for pkg.model:Model): model_class compares the objects afterwards
+        if held is None and lazy is not None and lazy != _path_of(cls) and name not in _importing:
             raise DuplicateModelError(f"model name {name!r} belongs to {lazy}; {_path_of(cls)} cannot take it")
         cls.name = name
         _LOADED[name] = cls
@@ -106,9 +109,16 @@ def model_class(name: str) -> type[CostModel]:
         raise UnknownModelError(f"unknown model {name!r}.{hint} Valid models: {', '.join(model_names())} "
                                 f"(outside models: --include MODULE, or an installed {ENTRY_POINT_GROUP} entry point)")
     module_name, _, class_name = entries[name].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    _importing.add(name)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    finally:
+        _importing.discard(name)
     if name not in _LOADED:  # a class without the decorator (an entry point may name any CostModel)
         register_model(name)(cls)
+    elif _LOADED[name] is not cls:
+        raise DuplicateModelError(f"model name {name!r} belongs to {entries[name]}; {_path_of(_LOADED[name])} "
+                                  "cannot take it")
     return _LOADED[name]
 
 
@@ -122,20 +132,22 @@ def include(spec: str) -> ModuleType:
     if spec.endswith(".py") or os.path.sep in spec or os.path.isdir(spec):
         path = os.path.abspath(spec)
         if not os.path.exists(path):
-            raise FileNotFoundError(f"--include {spec}: no such file or folder")
+            raise FileNotFoundError("no such file or folder")
         if os.path.isdir(path):
             parent, module_name = os.path.dirname(path), os.path.basename(path)
             if not os.path.exists(os.path.join(path, "__init__.py")):
-                raise ImportError(f"--include {spec}: a folder must be a package (with __init__.py)")
+                raise ImportError("a folder must be a package (with __init__.py)")
+            _refuse_shadowing(module_name, os.path.join(path, "__init__.py"))
             if parent not in sys.path:
                 sys.path.insert(0, parent)
             return importlib.import_module(module_name)
         module_name = os.path.splitext(os.path.basename(path))[0]
-        if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == path:
-            return sys.modules[module_name]
+        _refuse_shadowing(module_name, path)
+        if module_name in sys.modules:
+            return sys.modules[module_name]  # this very file, included before
         spec_ = importlib.util.spec_from_file_location(module_name, path)
         if spec_ is None or spec_.loader is None:
-            raise ImportError(f"--include {spec}: cannot import this file")
+            raise ImportError("cannot import this file")
         module = importlib.util.module_from_spec(spec_)
         sys.modules[module_name] = module  # so its classes pickle/resolve by module name, like any import
         try:
@@ -147,3 +159,15 @@ def include(spec: str) -> ModuleType:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does
     return importlib.import_module(spec)
+
+
+def _refuse_shadowing(module_name: str, path: str) -> None:
+    """A file named like a module already imported from elsewhere (json.py, another model.py) would
+    replace it for everyone: refused; rename the file."""
+    loaded = sys.modules.get(module_name)
+    if loaded is None:
+        return
+    where = getattr(loaded, "__file__", None)
+    if where is None or os.path.realpath(where) != os.path.realpath(path):
+        raise ImportError(f"the module name {module_name!r} is already taken by {where or 'a built-in module'}; "
+                          "rename the file")

@@ -2,7 +2,7 @@
 harness may see (labels, record ids, task weights).
 
     side = load_side("release/cpu-v0", "by_network", "test", inputs=model.inputs)
-    scores = model.score(side.inputs)              # sealed: declared input columns only
+    scores = model.score(side.records)              # sealed: declared input columns only
     metrics = evaluate(side.latency_s, scores)     # labels never pass through the model
 
 Only the columns the model declared are read from Parquet (per-store features are most of a
@@ -26,9 +26,9 @@ SPLIT_SCHEMES = ("within_task", "by_network", "by_operator")
 
 @dataclass
 class SplitSide:
-    """`inputs`: what a model may read. The rest is the harness's: labels, ids, task weights."""
+    """`records`: what a model may read (sealed). The rest is the harness's: labels, ids, task weights."""
 
-    inputs: Records
+    records: Records
     latency_s: np.ndarray
     record_ids: list[str]
     scheme: str  # "all" or a split scheme
@@ -39,16 +39,16 @@ class SplitSide:
 
     @property
     def task_ids(self) -> np.ndarray:
-        return self.inputs.task_ids()
+        return self.records.task_ids()
 
     def labelled(self) -> Records:
         """The inputs with `latency_s`: what `fit` receives."""
-        return Records(self.inputs.table.append_column(LABEL_COLUMN, pa.array(self.latency_s, pa.float64())),
-                       self.inputs.workloads)
+        return Records(self.records.table.append_column(LABEL_COLUMN, pa.array(self.latency_s, pa.float64())),
+                       self.records.workloads)
 
     def task_weights(self) -> np.ndarray:
         """Each record's task weight: how often its task occurs in its networks (1 for operator tasks)."""
-        workloads = self.inputs.workloads
+        workloads = self.records.workloads
         weight = {w: float(sum(u["weight"] for u in nets)) if nets else 1.0
                   for w, nets in zip(workloads.column("workload_id").to_pylist(),
                                      workloads.column("networks").to_pylist(), strict=True)}
@@ -59,7 +59,7 @@ class SplitSide:
         keep = hash_sample(self.record_ids, n, seed)
         if len(keep) == len(self):
             return self
-        return SplitSide(self.inputs.take(keep), self.latency_s[keep], [self.record_ids[i] for i in keep],
+        return SplitSide(self.records.take(keep), self.latency_s[keep], [self.record_ids[i] for i in keep],
                          self.scheme, self.side)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -101,3 +102,24 @@ def test_overlap_levels():
     assert overlap(None, "by_network", ["a"], ["a1"]).contaminated is None  # a checkpoint without training.json
     nested = {"workload_ids": ["x"], "record_ids": ["x1"], "init_training": training}
     assert overlap(nested, "by_operator", ["a"], ["a9"]).contaminated is True
+
+
+def test_fine_tuned_from_a_checkpoint_without_training_json_is_unchecked(within_task_checkpoint, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(within_task_checkpoint, bare)
+    os.remove(bare / "training.json")  # e.g. saved with model.save() from Python
+    tuned = _train(tmp_path, "tuned", "by_network", "--init", str(bare))
+    result = _evaluate(tuned, "by_network", tmp_path / "r.json")
+    assert result.exit_code == 0 and "cannot check" in result.output
+    assert json.loads((tmp_path / "r.json").read_text())["contaminated"] is None
+
+
+def test_training_json_records_the_digest_as_hex(within_task_checkpoint):
+    digest = json.loads(open(os.path.join(within_task_checkpoint, "training.json")).read())["dataset_sha256"]
+    assert isinstance(digest, str) and len(digest) == 64 and int(digest, 16) >= 0
+
+
+def test_checkpoint_folders_get_the_usual_permissions(within_task_checkpoint):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(within_task_checkpoint).st_mode & 0o777 == 0o777 & ~umask

@@ -20,7 +20,7 @@ def live_and_offline(tiny_dataset, target):
     from cwm_bench.workload.operators import MINI_OPERATORS, operator_workload
 
     offline = load_side(tiny_dataset, "all", "all", ALL_INPUTS)
-    table = offline.inputs.table
+    table = offline.records.table
     tasks = {}
     for spec in MINI_OPERATORS:
         workload = operator_workload(spec)
@@ -32,7 +32,7 @@ def live_and_offline(tiny_dataset, target):
 
 def test_live_inputs_equal_offline_inputs_for_the_same_programs(live_and_offline):
     offline, tasks, ms = live_and_offline
-    table = offline.inputs.table
+    table = offline.records.table
     cost_model = as_metaschedule_cost_model(create_model("random"), inputs=ALL_INPUTS)
     compared = 0
     for workload_id, gen in tasks.items():

@@ -118,3 +118,27 @@ def test_an_undeclared_input_group_is_refused_at_registration():
     cls.inputs = frozenset({"latency"})
     with pytest.raises(ValueError, match="unknown input group"):
         register_model("test-bad-inputs")(cls)
+
+
+def test_an_entry_point_may_name_a_re_export(tmp_path):
+    site = tmp_path / "site"
+    (site / "my_package").mkdir(parents=True)
+    (site / "my_package" / "my_model.py").write_text(doc_model_code())
+    (site / "my_package" / "__init__.py").write_text("from my_package.my_model import ActionRidge\n")
+    dist = site / "my_package-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-package\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[cwm_bench.models]\naction-ridge = my_package:ActionRidge\n")
+    trained = cli("train", "--model", "action-ridge", "--data", RELEASE, "--split", "within_task",
+                  "--max-train-records", "100", "--out", str(tmp_path / "ckpt"), cwd=str(tmp_path),
+                  env={"PYTHONPATH": str(site)})
+    assert trained.returncode == 0, trained.stderr
+
+
+def test_an_include_may_not_shadow_an_imported_module(tmp_path):
+    (tmp_path / "shadow").mkdir()  # not the working directory, which `python -m` puts first on sys.path
+    (tmp_path / "shadow" / "json.py").write_text(doc_model_code())
+    result = cli("evaluate", "--include", "shadow/json.py", "--model", "random", "--data", RELEASE, "--split",
+                 "within_task", "--json", "r.json", cwd=str(tmp_path))
+    assert result.returncode == 2 and "the module name 'json' is already taken" in result.stderr
+    assert "Traceback" not in result.stderr

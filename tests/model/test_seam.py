@@ -62,19 +62,19 @@ def test_records_refuse_any_column_outside_the_seam():
 def test_score_gets_exactly_the_declared_columns(inputs):
     Peeking.seen.clear()
     side = load_side(RELEASE, "within_task", "test", inputs)
-    scores = Peeking().score(side.inputs)
+    scores = Peeking().score(side.records)
     assert Peeking.seen == [list(input_columns(inputs))]
     assert not np.any(scores)  # nothing to peek at
     forbidden = {"latency_s", "latencies_s", "status", "origin", "measured_at", "protocol", "split_within_task",
                  "split_by_network", "split_by_operator", "error", "seed", "target", "program_hash"}
     assert not forbidden & set(Peeking.seen[0])
-    assert side.inputs.labelled is False and side.labelled().labelled  # fit gets latency_s, score never
+    assert side.records.labelled is False and side.labelled().labelled  # fit gets latency_s, score never
 
 
 def test_sealed_columns_have_the_dataset_types():
     side = load_side(RELEASE, "within_task", "test", ALL_INPUTS)
-    assert side.inputs.table.column_names == list(INPUT_COLUMNS)
-    for field in side.inputs.table.schema:
+    assert side.records.table.column_names == list(INPUT_COLUMNS)
+    for field in side.records.table.schema:
         assert field.type == RECORDS.field(field.name).type, field.name
 
 
@@ -117,8 +117,8 @@ def test_scrambling_every_non_input_column_of_the_test_side_leaves_scores_unchan
     original = load_side(RELEASE, "within_task", "test", model.inputs)
     changed = load_side(scrambled, "within_task", "test", model.inputs)
     assert not np.array_equal(original.latency_s, changed.latency_s)  # the labels did move
-    assert original.inputs.table.equals(changed.inputs.table)
-    np.testing.assert_array_equal(model.score(original.inputs), model.score(changed.inputs))
+    assert original.records.table.equals(changed.records.table)
+    np.testing.assert_array_equal(model.score(original.records), model.score(changed.records))
 
 
 def test_seal_refuses_a_missing_column_and_drops_the_rest():
