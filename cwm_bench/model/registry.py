@@ -30,6 +30,7 @@ _BUILTIN: dict[str, str] = {
     "ansor-xgb-rank": "cwm_bench.baselines.ansor_xgb:AnsorXGBRankModel",
     "tenset-mlp": "cwm_bench.baselines.tenset_mlp:TenSetMLPModel",
     "tlp": "cwm_bench.baselines.tlp:TLPModel",
+    "world-model": "cwm_bench.reference_model.world_model:WorldModel",
 }
 _LOADED: dict[str, type[CostModel]] = {}
 _lazy: dict[str, str] | None = None  # built-ins + entry points, read on first use

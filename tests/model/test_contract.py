@@ -17,9 +17,11 @@ FAST = {
     "ansor-xgb-rank": {"num_boost_round": 40, "early_stopping_rounds": 10, "nthread": 1},
     "tenset-mlp": {"hidden": 32, "epochs": 3, "lr": 3e-3},
     "tlp": {"d_model": 32, "ff": 64, "epochs": 3, "lr": 3e-3},
+    "world-model": {"d_model": 16, "epochs": 2, "max_steps": 64},
 }
 WEIGHT_FILES = {"ansor-xgb": ["model.json"], "ansor-xgb-rank": ["model.json"],
-                "tenset-mlp": ["tenset_mlp.safetensors"], "tlp": ["tlp.safetensors", "tlp_vocab.json"]}
+                "tenset-mlp": ["tenset_mlp.safetensors"], "tlp": ["tlp.safetensors", "tlp_vocab.json"],
+                "world-model": ["world_model.safetensors", "world_model_vocab.json"]}
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +43,7 @@ def test_fit_score_save_load(name, tiny_dataset, tmp_path):
     np.testing.assert_array_equal(loaded.score(records), score)
 
 
-@pytest.mark.parametrize("name", ["tenset-mlp", "tlp"])
+@pytest.mark.parametrize("name", ["tenset-mlp", "tlp", "world-model"])
 def test_seeded_fits_are_identical(name, tiny_dataset):
     records = load_records(tiny_dataset)
     first, second, other = (create_model(name, seed=s, **FAST[name]) for s in (1, 1, 2))

@@ -23,6 +23,7 @@ FAST = {
     "ansor-xgb-rank": {"num_boost_round": 20, "early_stopping_rounds": 5, "nthread": 1},
     "tenset-mlp": {"hidden": 32, "epochs": 1},
     "tlp": {"d_model": 32, "ff": 64, "epochs": 1, "max_len": 64},
+    "world-model": {"d_model": 16, "epochs": 2, "max_steps": 64},
 }
 
 
