@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-TRAINABLE = ("ansor-xgb", "ansor-xgb-rank", "tenset-mlp", "tlp")
+TRAINABLE = ("ansor-xgb", "ansor-xgb-rank", "tenset-mlp", "tlp", "world-model")
 FLOORS = ("random", "flops")
 SEEDLESS = ("flops",)  # deterministic: one run
 SPLITS = ("within_task", "by_network", "by_operator")

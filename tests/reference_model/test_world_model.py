@@ -24,3 +24,26 @@ def test_it_ranks_held_out_programs_better_than_chance(tmp_path):
     assert np.nanmean(per_task) > 0.6  # random: 0.47 on this side
     model.save(str(tmp_path / "ckpt"))
     np.testing.assert_array_equal(load_checkpoint(str(tmp_path / "ckpt")).score(test.records), scores)
+
+
+def test_the_committed_checkpoints_load_and_score_as_the_readme_says(tmp_path):
+    """reference_model/checkpoints/ (README, "The reference world model"): evaluated through the CLI on
+    the test sides they never trained on, they print the README's OPA."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cwm_bench.cli import main
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    for checkpoint, data, split, opa in (("cpu-v0-by_network-seed0", "cwm-bench-cpu-v0", "by_network", 0.7796),
+                                         ("h200-v0-within_task-seed0", "cwm-bench-h200-v0", "within_task", 0.8710)):
+        out = tmp_path / f"{checkpoint}.json"
+        result = CliRunner().invoke(main, ["evaluate", "--model", os.path.join(root, "reference_model", "checkpoints",
+                                                                                checkpoint),
+                                           "--data", os.path.join(root, "datasets", data), "--split", split,
+                                           "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        saved = json.loads(out.read_text())
+        assert saved["contaminated"] is False and saved["model"] == "world-model"
+        assert abs(saved["metrics"]["opa"]["mean"] - opa) < 5e-4
