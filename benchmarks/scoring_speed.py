@@ -25,8 +25,8 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-QUICK_FIT = {"tenset-mlp": {"epochs": 3}, "tlp": {"epochs": 3}, "ansor-xgb": {"num_boost_round": 100},
-             "ansor-xgb-rank": {"num_boost_round": 100}}
+QUICK_FIT = {"tenset-mlp": {"epochs": 3}, "tlp": {"epochs": 3}, "world-model": {"epochs": 3},
+             "ansor-xgb": {"num_boost_round": 100}, "ansor-xgb-rank": {"num_boost_round": 100}}
 TASKS = ("matmul_64x64x64", "conv2d_14x32x32_k3")
 
 
