@@ -61,8 +61,7 @@ UNCHECKED_MARK = " ⚠ unchecked"
 
 
 def _mark(r: dict[str, Any]) -> str:
-    # result files older than the contamination check have no field: nothing is known either way
-    value = r.get("contaminated", None) if "contaminated" in r else None
+    value = r.get("contaminated")  # None also for files older than the check: nothing is known
     return CONTAMINATED_MARK if value else UNCHECKED_MARK if value is None else ""
 
 

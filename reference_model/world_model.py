@@ -66,29 +66,36 @@ def _step_features(step: Step) -> list[float]:
 def hardware_features(descriptors: list[str | None]) -> np.ndarray:
     """Per record: is_gpu, log2 cores (SMs on GPUs), widest vector (log2 bits / 9), AMX, log2 cache MB / 10."""
     out = np.zeros((len(descriptors), HW_DIM), np.float32)
+    parsed: dict[str, np.ndarray] = {}  # the records of a dataset share one or a few descriptors
     for i, text in enumerate(descriptors):
-        if not text:
-            continue
-        hw = json.loads(text)
-        isa = set(hw.get("isa", ()))
-        width = 512 if "avx512f" in isa else 256 if "avx2" in isa else 128
-        cache = str(hw.get("details", {}).get("cache_size", "")).split()
-        cache_mb = float(cache[0]) / 1024 if cache and cache[0].replace(".", "").isdigit() else 0.0
-        out[i] = (hw.get("kind") == "gpu", math.log2(max(hw.get("num_cores", 1), 1)), math.log2(width) / 9,
-                  "amx_tile" in isa, math.log2(1 + cache_mb) / 10)
+        if text:
+            if text not in parsed:
+                parsed[text] = _hardware_row(json.loads(text))
+            out[i] = parsed[text]
     return out
+
+
+def _hardware_row(hw: dict) -> np.ndarray:
+    isa = set(hw.get("isa", ()))
+    width = 512 if "avx512f" in isa else 256 if "avx2" in isa else 128
+    cache = str(hw.get("details", {}).get("cache_size", "")).split()
+    cache_mb = float(cache[0]) / 1024 if cache and cache[0].replace(".", "").isdigit() else 0.0
+    return np.array((hw.get("kind") == "gpu", math.log2(max(hw.get("num_cores", 1), 1)), math.log2(width) / 9,
+                     "amx_tile" in isa, math.log2(1 + cache_mb) / 10), np.float32)
 
 
 class Rolled:
     """Records rolled over their tasks' initial programs: per record its slot table and its steps."""
 
     def __init__(self, records: Records, kinds: dict[str, int], max_steps: int):
-        mods = dict(zip(*(records.workloads.column(c).to_pylist() for c in ("workload_id", "mod_json")), strict=True))
+        programs = {w: program_of(m) for w, m in zip(
+            *(records.workloads.column(c).to_pylist() for c in ("workload_id", "mod_json")), strict=True)}
+        slots_of = {w: _slot_features(p) for w, p in programs.items()}  # once per task, shared by its records
         tasks = records.task_ids()
-        self.slots = [_slot_features(program_of(mods[t])) for t in tasks]
+        self.slots = [slots_of[t] for t in tasks]
         self.kind_ids, self.slot_ids, self.numbers = [], [], []
         for task, actions, slots in zip(tasks, records.actions(), self.slots, strict=True):
-            steps = roll(program_of(mods[task]), actions)[:max_steps]
+            steps = roll(programs[task], actions)[:max_steps]
             blocks = len(slots) - 2
             self.kind_ids.append(np.array([kinds.get(s.kind, UNK) for s in steps], np.int64))
             self.slot_ids.append(np.array([blocks if s.block == ROOT else blocks + 1 if s.block < 0 else s.block

@@ -27,7 +27,6 @@ def report_cmd(results: tuple[str, ...], png: str | None, metric: str) -> None:
 
 
 SPLIT_SCHEMES = ("all", "within_task", "by_network", "by_operator")
-TRAINING_FILE = "training.json"  # beside a checkpoint: what `train` fitted it on (copied into result notes)
 
 
 def _side_of(data_dir: str, split: str, side: str, inputs):
@@ -49,13 +48,13 @@ def _side_of(data_dir: str, split: str, side: str, inputs):
 def _include(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
     """Import each --include module now, before --model is resolved."""
     from cwm_bench.model import include
+    from cwm_bench.rows.integrity import one_line
 
     for spec in values:
         try:
             include(spec)
         except Exception as exc:  # noqa: BLE001  (any failure of a user's module is one clear line)
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise click.BadParameter(f"{spec}: {type(exc).__name__}: {first}", param_hint="--include") from exc
+            raise click.BadParameter(f"{spec}: {type(exc).__name__}: {one_line(exc)}", param_hint="--include") from exc
     return values
 
 
@@ -129,24 +128,13 @@ def _init_model(init_dir: str, name: str, config: dict):
 
 
 def _read_training(checkpoint: str) -> dict | None:
-    import json
-    import os
+    from cwm_bench.model import CheckpointError
+    from cwm_bench.model.training_record import read_training
 
-    path = os.path.join(checkpoint, TRAINING_FILE)
-    if not os.path.exists(path):
-        return None
     try:
-        with open(path) as handle:
-            training = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"{path}: not readable JSON ({str(exc).splitlines()[0]})") from None
-    if not isinstance(training, dict):
-        raise click.ClickException(f"{path}: must hold a JSON object, got {type(training).__name__}")
-    for key in ("workload_ids", "record_ids"):
-        if key in training and not (isinstance(training[key], list)
-                                    and all(isinstance(i, str) for i in training[key])):
-            raise click.ClickException(f"{path}: {key!r} must be a list of ids")
-    return training
+        return read_training(checkpoint)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _digest(data_dir: str) -> tuple[str, int]:
@@ -157,27 +145,6 @@ def _digest(data_dir: str) -> tuple[str, int]:
         return dataset_digest(data_dir)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _write_training(out_dir: str, data_dir: str, split: str, trained, init_dir: str | None,
-                    max_train_records: int | None, seed: int, digest: str) -> None:
-    """Record beside the checkpoint what it was trained on (and, through `init`, what before), so a
-    result of a fine-tuned model says which records of which hardware made it."""
-    import json
-    import os
-
-    training = {"dataset_id": os.path.basename(os.path.normpath(os.path.abspath(data_dir))),
-                "dataset_sha256": digest, "split": split,
-                "side": "all" if split == "all" else "train", "records": len(trained),
-                "tasks": len(set(trained.task_ids)), "max_train_records": max_train_records,
-                "sample_seed": seed if max_train_records is not None else None,
-                "init": os.path.abspath(init_dir) if init_dir else None,
-                "init_training": _read_training(init_dir) if init_dir else None,
-                # What `evaluate` checks for contamination: the tasks and the programs fitted on.
-                "workload_ids": sorted(set(trained.task_ids.tolist())),
-                "record_ids": sorted(trained.record_ids)}
-    with open(os.path.join(out_dir, TRAINING_FILE), "w") as handle:
-        json.dump(training, handle, indent=1, sort_keys=True)
 
 
 def _check_out(out_dir: str) -> None:
@@ -195,7 +162,7 @@ def _check_out(out_dir: str) -> None:
         if os.path.exists(os.path.join(out_dir, marker)):
             raise click.BadParameter(f"{out_dir} is a dataset folder (it has {marker}); a checkpoint needs its own "
                                      "folder", param_hint="--out")
-    if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, "config.json")):
+    if os.listdir(out_dir):
         raise click.BadParameter(f"{out_dir} is neither empty nor a checkpoint; choose a new folder",
                                  param_hint="--out")
 
@@ -261,6 +228,10 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
     import os
     import time
 
+    from cwm_bench.model import CheckpointError
+    from cwm_bench.model.training_record import training_record, write_training
+    from cwm_bench.rows.integrity import one_line
+
     if sample_seed is not None and max_train_records is None:
         raise click.BadParameter("seeds the --max-train-records sample; give that too", param_hint="--seed")
     if init_dir is not None and os.path.realpath(init_dir) == os.path.realpath(out_dir):
@@ -279,6 +250,10 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
     start = f"fine-tuning {init_dir}" if init_dir else f"training {model_name}"
     click.echo(f"{start} on {len(trained):,} records{sampled} of {tasks} tasks ({split})", err=True)
     digest, _ = _digest(data_dir)  # before fitting: a dataset that fails the full check leaves no checkpoint
+    try:  # before fitting too: reads the --init checkpoint's own record
+        record = training_record(data_dir, split, trained, init_dir, max_train_records, seed, digest)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from None
     started = time.perf_counter()
     try:
         if init_dir is None:
@@ -286,22 +261,9 @@ def train(model_name: str, data_dir: str, split: str, config_json: str | None, o
         else:
             model.fine_tune(trained.labelled(), progress=not no_progress)
     except (NotImplementedError, ValueError) as exc:
-        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
-    _replace_folder(out_dir, lambda folder: (model.save(folder), _write_training(
-        folder, data_dir, split, trained, init_dir, max_train_records, seed, digest)))
+        raise click.ClickException(one_line(exc)) from exc
+    _replace_folder(out_dir, lambda folder: (model.save(folder), write_training(folder, record)))
     click.echo(f"wrote {out_dir} ({time.perf_counter() - started:.1f} s)")
-
-
-def _training_summary(training: dict) -> dict:
-    """training.json as a result file carries it: id lists replaced by their counts (kept beside the
-    checkpoint; a result file stays small)."""
-    out = {k: v for k, v in training.items() if k not in ("workload_ids", "record_ids", "init_training")}
-    for key in ("workload_ids", "record_ids"):
-        if key in training:
-            out[f"num_{key}"] = len(training[key])
-    if training.get("init_training"):
-        out["init_training"] = _training_summary(training["init_training"])
-    return out
 
 
 @main.command()
@@ -344,6 +306,7 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
     from cwm_bench.model import load_checkpoint
     from cwm_bench.model.contamination import overlap
     from cwm_bench.model.registry import UnknownModelError
+    from cwm_bench.model.training_record import training_summary
     from cwm_bench.noise import dataset_noise_reference
     from cwm_bench.results import EvaluationResult, git_commit, package_versions, utc_now
 
@@ -394,7 +357,7 @@ def evaluate(model_ref: str, data_dir: str, split: str, json_out: str, config_js
         notes={"score_seconds": round(score_s, 3), "inputs": sorted(model.inputs),
                "two_run_agreement_opa": noise.get("two_run_agreement") if noise else None,
                "oracle_opa_estimate": oracle, "overlap": shared.to_dict(),
-               **({"training": _training_summary(training)} if training else {})},
+               **({"training": training_summary(training)} if training else {})},
         label=label, contaminated=shared.contaminated)
     result.write(json_out)
     mark = "  [CONTAMINATED: " + shared.describe() + "]" if shared.contaminated else ""

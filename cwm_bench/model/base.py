@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cwm_bench.model.records import ALL_INPUTS, Records
+from cwm_bench.rows.integrity import one_line
 
 CONFIG_FILE = "config.json"
 
@@ -112,17 +113,23 @@ def check_option(model: str, key: str, value: Any, default: Any, declared: type 
             raise ValueError(f"{model} option {key!r} must be in {interval}, got {value!r}")
 
 
+def read_json_object(path: str) -> dict[str, Any]:
+    """A checkpoint file holding one JSON object; CheckpointError naming the file otherwise."""
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({one_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def _saved(folder: str) -> dict[str, Any]:
     path = os.path.join(folder, CONFIG_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}; not a cwm-bench checkpoint")
-    try:
-        with open(path) as handle:
-            saved = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not readable JSON ({str(exc).splitlines()[0]})") from None
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"{path}: must hold a JSON object, got {type(saved).__name__}")
+    saved = read_json_object(path)
     if not isinstance(saved.get("model"), str) or not isinstance(saved.get("config"), dict):
         raise CheckpointError(f'{path}: needs "model" (a name) and "config" (an object); has {sorted(saved)}')
     return saved
@@ -176,6 +183,6 @@ def load_checkpoint(folder: str, model: str | None = None, overrides: dict[str, 
     try:
         instance.load_weights(folder)
     except Exception as exc:  # noqa: BLE001  (missing, cut or foreign weight files: one line, not a C++ stack)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(f"{folder}: cannot load the {name} weights ({type(exc).__name__}: {first})") from None
+        raise CheckpointError(f"{folder}: cannot load the {name} weights "
+                              f"({type(exc).__name__}: {one_line(exc)[:200]})") from None
     return instance

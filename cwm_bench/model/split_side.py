@@ -20,8 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cwm_bench.model.records import ALL_INPUTS, LABEL_COLUMN, Records, hash_sample, input_columns, seal
-
-SPLIT_SCHEMES = ("within_task", "by_network", "by_operator")
+from cwm_bench.splits import SPLIT_COLUMNS
 
 
 @dataclass
@@ -63,15 +62,14 @@ class SplitSide:
                          self.scheme, self.side)
 
 
-def load_side(root: str, scheme: str, side: str, inputs: Iterable[str] = ALL_INPUTS,
-              ok_only: bool = True) -> SplitSide:
-    """Records of a dataset folder (collection or release): `scheme` "all" (every record, no split
-    column needed) or a split scheme's `side` ("train"/"test"). Reads only the declared inputs."""
+def load_side(root: str, scheme: str, side: str, inputs: Iterable[str] = ALL_INPUTS) -> SplitSide:
+    """The ok records of a dataset folder (collection or release): `scheme` "all" (every record, no
+    split column needed) or a split scheme's `side` ("train"/"test"). Reads only the declared inputs."""
     from cwm_bench.rows.reader import read_table, table_files
 
-    if scheme != "all" and scheme not in SPLIT_SCHEMES:
-        raise ValueError(f"unknown split scheme {scheme!r}; valid: all, {', '.join(SPLIT_SCHEMES)}")
-    split_column = None if scheme == "all" else f"split_{scheme}"
+    if scheme != "all" and scheme not in SPLIT_COLUMNS:
+        raise ValueError(f"unknown split scheme {scheme!r}; valid: all, {', '.join(SPLIT_COLUMNS)}")
+    split_column = SPLIT_COLUMNS.get(scheme)
     columns = sorted(set(input_columns(inputs)) | {"record_id", "status", LABEL_COLUMN})
     if split_column is not None:
         files = table_files(root, "records")
@@ -80,8 +78,7 @@ def load_side(root: str, scheme: str, side: str, inputs: Iterable[str] = ALL_INP
                              f"split_within_task, split_by_network, split_by_operator)")
         columns.append(split_column)
     table = read_table(root, "records", columns=columns)
-    if ok_only:
-        table = table.filter(pc.equal(table.column("status"), "ok"))
+    table = table.filter(pc.equal(table.column("status"), "ok"))
     if split_column is not None:
         table = table.filter(pc.equal(table.column(split_column), side))
     workloads = read_table(root, "workloads")
@@ -89,7 +86,7 @@ def load_side(root: str, scheme: str, side: str, inputs: Iterable[str] = ALL_INP
     workloads = workloads.filter(pc.is_in(workloads.column("workload_id"), value_set=tasks))
     latency = table.column(LABEL_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
     bad = ~(np.isfinite(latency) & (latency > 0))
-    if ok_only and bad.any():
+    if bad.any():
         first = table.column("record_id")[int(np.flatnonzero(bad)[0])].as_py()
         raise ValueError(f"{root}: {int(bad.sum())} ok record(s) without a positive latency_s (first: {first}); "
                          "`cwm-bench validate` lists them")
