@@ -107,8 +107,7 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     from cwm_bench.measure.protocol import MeasureProtocol
     from cwm_bench.measure.rpc import TrackerError
     from cwm_bench.report import summary_table
-    from cwm_bench.rows.reader import DatasetIntegrityError, NotADatasetError
-    from cwm_bench.rows.store import DatasetBusyError, InvalidRowsError
+    from cwm_bench.rows.store import DATASET_ERRORS
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
     if target_kind == "cuda":
@@ -140,7 +139,7 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
         bar.close()
         click.echo("interrupted: completed batches are saved; run the same command to resume", err=True)
         sys.exit(130)
-    except (TrackerError, DatasetBusyError, NotADatasetError, DatasetIntegrityError, InvalidRowsError) as exc:
+    except (TrackerError, *DATASET_ERRORS) as exc:
         bar.close()
         raise click.ClickException(str(exc)) from exc
     bar.close()
@@ -229,15 +228,14 @@ def compact(data_dir: str) -> None:
     Collections write one shard per batch; compact before committing or sharing a folder.
     Refused while a collector is writing to the folder.
     """
-    from cwm_bench.rows.reader import DatasetIntegrityError, NotADatasetError
-    from cwm_bench.rows.store import DatasetBusyError, DatasetStore, InvalidRowsError
+    from cwm_bench.rows.store import DATASET_ERRORS, DatasetStore
 
     try:
         with DatasetStore(data_dir) as store:
             for table in ("workloads", "records"):
                 before, rows = store.compact(table)
                 click.echo(f"{table}: {before} shard(s) -> 1, {rows} rows")
-    except (DatasetBusyError, NotADatasetError, DatasetIntegrityError, InvalidRowsError) as exc:
+    except DATASET_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -259,12 +257,11 @@ def merge(data_dirs: tuple[str, ...], out_dir: str, conflicts_path: str | None) 
     import json
 
     from cwm_bench.merge import MergeError, merge_datasets
-    from cwm_bench.rows.reader import DatasetIntegrityError, NotADatasetError
-    from cwm_bench.rows.store import DatasetBusyError, InvalidRowsError
+    from cwm_bench.rows.store import DATASET_ERRORS
 
     try:
         report = merge_datasets(list(data_dirs), out_dir)
-    except (MergeError, NotADatasetError, DatasetIntegrityError, DatasetBusyError, InvalidRowsError) as exc:
+    except (MergeError, *DATASET_ERRORS) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report)
     if conflicts_path:
@@ -281,11 +278,10 @@ def import_metaschedule(db_dirs: tuple[str, ...], out_dir: str) -> None:
     """Read MetaSchedule JSON databases (database_workload.json + database_tuning_record.json, as
     `ms.tune_tir` writes them) into a CWM-Bench dataset (origin `imported`, features recomputed)."""
     from cwm_bench.import_ms import ImportError_, import_databases
-    from cwm_bench.rows.reader import DatasetIntegrityError, NotADatasetError
-    from cwm_bench.rows.store import DatasetBusyError, InvalidRowsError
+    from cwm_bench.rows.store import DATASET_ERRORS
 
     try:
         report = import_databases(list(db_dirs), out_dir)
-    except (ImportError_, DatasetBusyError, NotADatasetError, DatasetIntegrityError, InvalidRowsError) as exc:
+    except (ImportError_, *DATASET_ERRORS) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report)

@@ -53,8 +53,7 @@ def remeasure_cmd(source: str, out_dir: str, target_kind: str, sample_fraction: 
         raise click.BadParameter("must be a new folder, not the source", param_hint="--out")
     from cwm_bench.hardware import detect_cpu
     from cwm_bench.remeasure import RemeasureConfig, remeasure
-    from cwm_bench.rows.reader import DatasetIntegrityError, NotADatasetError
-    from cwm_bench.rows.store import DatasetBusyError, InvalidRowsError
+    from cwm_bench.rows.store import DATASET_ERRORS
 
     overrides = {k: v for k, v in {"rounds": rounds, "repeats_per_round": repeats, "min_repeat_ms": min_repeat_ms,
                                    "check_fraction": check_fraction, "timeout_s": timeout_s}.items() if v is not None}
@@ -72,7 +71,7 @@ def remeasure_cmd(source: str, out_dir: str, target_kind: str, sample_fraction: 
     try:
         report = remeasure(source, out_dir, hardware, config, on_records=bar.update, on_total=set_total,
                            log=lambda text: tqdm.write(text))
-    except (NotADatasetError, DatasetIntegrityError, DatasetBusyError, InvalidRowsError) as exc:
+    except DATASET_ERRORS as exc:
         bar.close()
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:

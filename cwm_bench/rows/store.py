@@ -35,7 +35,7 @@ from cwm_bench.rows.integrity import (
     remember_sha256,
     verify_folder,
 )
-from cwm_bench.rows.reader import concat_shards
+from cwm_bench.rows.reader import NotADatasetError, concat_shards
 from cwm_bench.rows.rules import table_problems
 from cwm_bench.rows.schema import KEYS, SCHEMA_VERSION, TABLES
 
@@ -53,6 +53,10 @@ class DatasetBusyError(RuntimeError):
 
 class InvalidRowsError(ValueError):
     """Rows that break the dataset's rules (e.g. an ok record without a latency); nothing was written."""
+
+
+# What reading or writing a dataset folder refuses with a one-line message: what commands catch.
+DATASET_ERRORS = (NotADatasetError, DatasetIntegrityError, DatasetBusyError, InvalidRowsError)
 
 
 @dataclass
