@@ -78,7 +78,8 @@ def fit_ranker(net: torch.nn.Module, forward: Callable[[np.ndarray], torch.Tenso
                task_ids: np.ndarray, *, epochs: int, lr: float, group_size: int, tasks_per_batch: int,
                seed: int, weight_decay: float = 1e-6, grad_clip: float = 0.5,
                progress: bool = False) -> list[float]:
-    """Train `net` with LambdaRank per task group; `forward(rows)` scores the records `rows`.
+    """Train `net` with LambdaRank per task group; `forward(rows)` scores the records `rows` (or returns
+    `(scores, extra_loss)`: an auxiliary loss added to the ranking loss, e.g. the world model's consistency).
     Adam, weight decay and gradient clipping as in TenSet's MLP trainer. Returns the loss per epoch."""
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
@@ -91,7 +92,11 @@ def fit_ranker(net: torch.nn.Module, forward: Callable[[np.ndarray], torch.Tenso
             rows = np.concatenate(batch)
             bounds = np.cumsum([0] + [len(g) for g in batch])
             groups = [torch.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-            loss = lambdarank_loss(forward(rows), lat[rows], groups)
+            out = forward(rows)
+            scores, extra = out if isinstance(out, tuple) else (out, None)
+            loss = lambdarank_loss(scores, lat[rows], groups)
+            if extra is not None:
+                loss = loss + extra
             if not loss.requires_grad or loss.item() == 0.0:
                 continue  # no rankable pair in this batch
             optimizer.zero_grad()

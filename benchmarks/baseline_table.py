@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/baseline_table.py RELEASE_DIR --out results/ [--seeds 0 1 2] [--models ...]
 
+A model may also be a variant, `LABEL=MODEL:JSON` (e.g. 'no-dynamics=world-model:{"dynamics": false}'):
+MODEL trained with those options, reported as LABEL (the ablation table).
+
 Each step is the public CLI (`cwm-bench train --config '{"seed": S}'` / `evaluate`), echoed as it runs,
 so every cell can be reproduced by hand. Steps whose output exists are skipped: an interrupted run
 resumes (`--phase train` fits the checkpoints only; `--phase table` only reads the result files).
@@ -40,13 +43,24 @@ def run(args: list[str]) -> None:
     print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
+def variant(spec: str) -> tuple[str, str, dict]:
+    """`MODEL` or `LABEL=MODEL:JSON` -> (label, model, options)."""
+    label, sep, rest = spec.partition("=")
+    if not sep:
+        return spec, spec, {}
+    model, _, options = rest.partition(":")
+    return label, model, json.loads(options or "{}")
+
+
 def steps(release: str, out: str, models: list[str], splits: list[str], seeds: list[int], phase: str) -> None:
     for split in splits:
-        for model in models:
+        for spec in models:
+            label, model, options = variant(spec)
+            labelled = ["--label", label] if label != model else []
             for seed in [0] if model in SEEDLESS else seeds:
-                tag = f"{model}-{split}-seed{seed}"
+                tag = f"{label}-{split}-seed{seed}"
                 result = os.path.join(out, f"{tag}.json")
-                config = json.dumps({"seed": seed})
+                config = json.dumps({**options, "seed": seed})
                 if model in TRAINABLE:
                     checkpoint = os.path.join(out, "checkpoints", tag)
                     if not os.path.exists(os.path.join(checkpoint, "training.json")):
@@ -54,10 +68,11 @@ def steps(release: str, out: str, models: list[str], splits: list[str], seeds: l
                              "--out", checkpoint, "--no-progress"])
                     if phase != "train" and not os.path.exists(result):
                         run(["evaluate", "--model", checkpoint, "--data", release, "--split", split,
-                             "--json", result])
+                             "--json", result, *labelled])
                 elif phase != "train" and not os.path.exists(result):
                     extra = [] if model in SEEDLESS else ["--config", config]
-                    run(["evaluate", "--model", model, "--data", release, "--split", split, *extra, "--json", result])
+                    run(["evaluate", "--model", model, "--data", release, "--split", split, *extra, "--json", result,
+                         *labelled])
 
 
 def _bootstrap_half_ci(values: np.ndarray, n: int = 1000, seed: int = 0) -> float:
@@ -72,7 +87,7 @@ def table(out: str) -> str:
     for path in sorted(glob.glob(os.path.join(out, "*.json"))):
         with open(path) as handle:
             result = json.load(handle)
-        groups.setdefault((result["split"], result["model"]), []).append(result)
+        groups.setdefault((result["split"], result.get("label") or result["model"]), []).append(result)
     if not groups:
         raise SystemExit(f"{out}: no result files")
     header = "| split | model | seeds | " + " | ".join(label for _, label in COLUMNS) + " | OPA seed sd |"

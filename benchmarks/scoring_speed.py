@@ -1,9 +1,11 @@
 """Live scoring speed: MetaSchedule `MeasureCandidate`s to scores through the adapter, per model,
 computing every input group (as before lazy inputs) and only the model's declared ones, in one run.
 
-    .venv/bin/python benchmarks/scoring_speed.py [--per-task 128] [--repeats 3] [--threads 1]
+    .venv/bin/python benchmarks/scoring_speed.py [--per-task 128] [--repeats 3] [--threads 1] [--origin evolutionary]
 
-The same real candidates (MetaSchedule random samples of a 64x64x64 matmul and a mini conv2d) are
+The same real candidates (MetaSchedule samples of a 64x64x64 matmul and a mini conv2d: `random`, each
+decision drawn anew, or `evolutionary`, the search's mutants of measured programs as the tuner scores
+them; the default) are
 scored by every registered model through `as_metaschedule_cost_model(...).predict(ctx, candidates)`,
 the call MetaSchedule's evolutionary search makes. Each model is first fit quickly on those
 candidates with random latencies: the point is speed, not accuracy. Timed, median of `--repeats`:
@@ -44,6 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-task", type=int, default=128, help="Candidates per task (2 tasks).")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--origin", choices=("random", "evolutionary"), default="evolutionary",
+                        help="evolutionary: 64 random programs get random latencies, then the search proposes.")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch, XGBoost and TVM feature-extraction threads. On a busy machine more threads than "
                              "free cores make OpenMP wait on descheduled threads; raise it on an idle one.")
@@ -69,12 +73,17 @@ def main() -> None:
     for spec in (s for s in MINI_OPERATORS if s.name in TASKS):
         # num_threads also sets the thread pool of TVM's feature extraction (TuneContext)
         gen = CandidateGenerator(operator_workload(spec), target, seed=0, config=SearchConfig(num_threads=args.threads))
-        tasks.append((gen, [ms.search_strategy.MeasureCandidate(c.sch, gen.args_info)
-                            for c in gen.random(args.per_task)]))
+        if args.origin == "evolutionary":
+            seeds = gen.random(64)
+            gen.observe(seeds, np.random.default_rng(0).lognormal(-9.0, 1.0, size=len(seeds)).tolist())
+            drawn = gen.evolutionary(args.per_task)
+        else:
+            drawn = gen.random(args.per_task)
+        tasks.append((gen, [ms.search_strategy.MeasureCandidate(c.sch, gen.args_info) for c in drawn]))
         print(f"{spec.name}: {len(tasks[-1][1])} candidates")
     n = sum(len(c) for _, c in tasks)
-    print(f"generated {n} candidates in {time.perf_counter() - start:.1f} s; {hardware.name} ({hardware.arch}), "
-          f"{args.threads} thread(s)\n")
+    print(f"generated {n} {args.origin} candidates in {time.perf_counter() - start:.1f} s; {hardware.name} "
+          f"({hardware.arch}), {args.threads} thread(s)\n")
 
     def tables(adapter) -> list[pa.Table]:
         return [adapter._table(gen.ctx, candidates) for gen, candidates in tasks]
@@ -116,12 +125,20 @@ def main() -> None:
             assert len(scores) == n and np.isfinite(scores).all(), name
             timings.append(t)
         rows.append((name, ",".join(sorted(model.inputs)), *timings))
+        if name == "world-model":  # the prefix-caching ablation (speed only): same weights, every row rolled
+            model.config["prefix_cache"] = False
+            adapter = as_metaschedule_cost_model(model)
+            predict = lambda a=adapter: np.concatenate([a.predict(gen.ctx, c) for gen, c in tasks])  # noqa: E731
+            predict()
+            rows.append(("  no prefix cache", ",".join(sorted(model.inputs)), float("nan"),
+                         timed(predict, args.repeats)[0]))
 
+    base = next((t for name, _, _, t in rows if name == "ansor-xgb"), float("nan"))
     print(f"{'model':<16} {'declared inputs':<16} {'all inputs s':>12} {'declared s':>11} {'cand/s all':>11} "
-          f"{'cand/s decl':>12} {'speed-up':>9}")
+          f"{'cand/s decl':>12} {'speed-up':>9} {'x ansor-xgb':>12}")
     for name, inputs, t_all, t_lazy in rows:
         print(f"{name:<16} {inputs:<16} {t_all:>12.3f} {t_lazy:>11.3f} {n / t_all:>11.0f} {n / t_lazy:>12.0f} "
-              f"{t_all / t_lazy:>8.1f}x")
+              f"{t_all / t_lazy:>8.1f}x {base / t_lazy:>11.1f}x")
 
 
 if __name__ == "__main__":

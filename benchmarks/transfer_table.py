@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-TRAINABLE = ("ansor-xgb", "ansor-xgb-rank", "tenset-mlp", "tlp")
+TRAINABLE = ("ansor-xgb", "ansor-xgb-rank", "tenset-mlp", "tlp", "world-model")
 FLOORS = ("random", "flops")
 SPLITS = ("within_task", "by_network", "by_operator")
 
@@ -82,9 +82,11 @@ def main() -> None:
 
     def evaluate(model_ref: str, name: str, label: str | None) -> None:
         result = os.path.join(args.out, f"{name}.json")
+        results.append(result)
+        if os.path.exists(result):  # resuming: this row is done
+            return
         run(["evaluate", "--model", model_ref, "--data", target, "--split", split, "--json", result,
              *(["--label", label] if label else [])], args.dry_run)
-        results.append(result)
 
     for model in args.models:
         if model in FLOORS:
@@ -102,7 +104,8 @@ def main() -> None:
             ("small", f"{model} target-only ({n})", ["--data", target, "--split", split, *sample, *config]),
         ]
         for variant, label, train_args in steps:
-            run(["train", "--model", model, *train_args, "--out", ckpt[variant], "--no-progress"], args.dry_run)
+            if not os.path.exists(os.path.join(ckpt[variant], "training.json")):
+                run(["train", "--model", model, *train_args, "--out", ckpt[variant], "--no-progress"], args.dry_run)
             evaluate(ckpt[variant], f"{model}-{variant}", label)
     if not args.dry_run:
         run(["report", *results, "--png", os.path.join(args.out, "opa.png")])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from cwm_bench.reference_model.program import Program
 
@@ -68,9 +69,11 @@ class TraceState:
         self.program = program
         self.loops: list[_Loop] = []
         self.blocks: list[_Block] = []
+        self.owner_of: dict[int, int] = {}  # loop id -> index of the block whose nest holds it
         for i, block in enumerate(program.blocks):
             ids = [self._new_loop(e, k, a) for a, (e, k) in enumerate(zip(block.extents, block.kinds, strict=True))]
             self.blocks.append(_Block(i, ids))
+            self.owner_of.update(dict.fromkeys(ids, i))
         self.root = len(self.blocks)
         self.blocks.append(_Block(ROOT))  # "root": where parallel/vectorize/unroll annotations go
         self.vars: dict[str, tuple[str, int]] = {}  # SSA name -> ("block", id) | ("loop", id) | ("int", value)
@@ -88,11 +91,12 @@ class TraceState:
         return bound[1] if bound and bound[0] == kind else None
 
     def _owner(self, loop: int) -> _Block | None:
-        return next((b for b in self.blocks if loop in b.loops), None)
+        index = self.owner_of.get(loop)
+        return self.blocks[index] if index is not None else None
 
     def step(self, action: dict) -> Step:
         kind, inputs, outputs = action["kind"], list(action["inputs"] or []), list(action["outputs"] or [])
-        attrs = json.loads(action["attrs"]) if action["attrs"] else []
+        attrs = _attrs(action["attrs"]) if action["attrs"] else []
         decision = list(action["decision"] or [])
         resolved = True
         block = next((self._get(n, "block") for n in inputs if self._get(n, "block") is not None), None)
@@ -111,6 +115,9 @@ class TraceState:
             ids = self.blocks[block].loops
             if len(ids) != len(outputs):  # a nest we did not follow (after compute-at, ...): fresh loops
                 ids = [self._new_loop(0, "?", -1) for _ in outputs]
+                for old in self.blocks[block].loops:
+                    self.owner_of.pop(old, None)
+                self.owner_of.update(dict.fromkeys(ids, block))
                 self.blocks[block].loops, resolved = ids, False
             for name, i in zip(outputs, ids, strict=True):
                 self.vars[name] = ("loop", i)
@@ -194,10 +201,18 @@ class TraceState:
                     value=value, resolved=resolved)
 
     def _replace(self, loop: int, new: list[int]) -> None:
-        owner = self._owner(loop)
-        if owner is not None:
+        index = self.owner_of.pop(loop, None)
+        if index is not None:
+            owner = self.blocks[index]
             at = owner.loops.index(loop)
             owner.loops[at:at + 1] = new
+            self.owner_of.update(dict.fromkeys(new, index))
+
+
+@lru_cache(maxsize=65536)
+def _attrs(text: str) -> list:
+    """Parsed instruction attributes; candidates of a task repeat the same few texts. Read-only."""
+    return json.loads(text)
 
 
 def roll(program: Program, actions: list[dict]) -> list[Step]:

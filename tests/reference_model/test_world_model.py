@@ -47,3 +47,22 @@ def test_the_committed_checkpoints_load_and_score_as_the_readme_says(tmp_path):
         saved = json.loads(out.read_text())
         assert saved["contaminated"] is False and saved["model"] == "world-model"
         assert abs(saved["metrics"]["opa"]["mean"] - opa) < 5e-4
+
+
+def test_prefix_caching_scores_exactly_like_rolling_every_candidate():
+    """Candidates sharing prefixes (duplicates and evolutionary siblings of the release) score the
+    same with and without prefix caching, and fewer states are rolled with it."""
+    from cwm_bench.reference_model.encoding import Rolled, prefix_groups
+
+    torch.set_num_threads(1)
+    model = create_model("world-model", d_model=16, epochs=1, max_steps=128, consistency=0.0)
+    model.fit(load_side(RELEASE, "within_task", "train", model.inputs).sample(200).labelled(), progress=False)
+    test = load_side(RELEASE, "within_task", "test", model.inputs).records
+    records = test.take(np.concatenate([np.arange(len(test)), np.arange(0, len(test), 3)]))  # with duplicates
+    cached = model.score(records)
+    model.config["prefix_cache"] = False
+    np.testing.assert_allclose(model.score(records), cached, rtol=1e-5, atol=1e-6)
+    assert cached[len(test)] == cached[0]
+    arrays = Rolled(records, model.kinds, 128).arrays(np.arange(len(records)))
+    parents, _, _, _ = prefix_groups(arrays)
+    assert parents and len(parents[0]) < len(records)
