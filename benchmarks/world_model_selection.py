@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
-GRID: dict[str, dict] = {
-    "defaults (d64, consistency 0.1)": {},
-    "no consistency": {"consistency": 0.0},
-    "consistency 0.5": {"consistency": 0.5},
-    "d_model 128": {"d_model": 128},
+GRID: dict[str, dict] = {  # options over world-model's defaults, spelled out so a re-run is the same grid
+    "defaults (d64, consistency 0.1)": {"lr": 1e-3},
+    "no consistency": {"lr": 1e-3, "consistency": 0.0},
+    "consistency 0.5": {"lr": 1e-3, "consistency": 0.5},
+    "d_model 128": {"lr": 1e-3, "d_model": 128},
     "lr 2e-3": {"lr": 2e-3},
 }
 

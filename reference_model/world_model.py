@@ -36,7 +36,7 @@ from cwm_bench.reference_model.network import WorldNet
 WEIGHTS_FILE = "world_model.safetensors"
 VOCAB_FILE = "world_model_vocab.json"
 
-DEFAULTS: dict[str, Any] = {"d_model": 64, "max_steps": 256, "epochs": 30, "lr": 1e-3, "tasks_per_batch": 4,
+DEFAULTS: dict[str, Any] = {"d_model": 64, "max_steps": 256, "epochs": 30, "lr": 2e-3, "tasks_per_batch": 4,
                             "group_size": 128, "seed": 0, "device": "cpu",
                             "consistency": 0.1, "consistency_per_task": 12, "consistency_cuts": 3,
                             "dynamics": True, "hardware_input": True, "program_encoder": True, "prefix_cache": True}

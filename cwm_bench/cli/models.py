@@ -196,8 +196,8 @@ def _replace_folder(out_dir: str, write) -> None:
 
 @main.command()
 @click.option("--model", "model_name", required=True,
-              help="A registered model: built-in (random, flops, ansor-xgb, ansor-xgb-rank, tenset-mlp, tlp), from an "
-                   "installed plugin, or from an --include module.")
+              help="A registered model: built-in (random, flops, ansor-xgb, ansor-xgb-rank, tenset-mlp, tlp, "
+                   "world-model), from an installed plugin, or from an --include module.")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Dataset folder (collection or release).")
 @click.option("--split", type=click.Choice(SPLIT_SCHEMES), required=True,

@@ -15,7 +15,7 @@ RELEASE = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "cwm-b
 
 def test_it_ranks_held_out_programs_better_than_chance(tmp_path):
     torch.set_num_threads(1)
-    model = create_model("world-model", d_model=32, epochs=3, max_steps=128)
+    model = create_model("world-model", d_model=32, epochs=3, max_steps=128, consistency_per_task=4)
     model.fit(load_side(RELEASE, "within_task", "train", model.inputs).sample(600).labelled(), progress=False)
     test = load_side(RELEASE, "within_task", "test", model.inputs)
     scores = model.score(test.records)
