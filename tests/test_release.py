@@ -138,7 +138,7 @@ def test_rendered_cards_hold_no_placeholder(release, tmp_path, tiny_dataset):
     _assert_no_placeholder((tmp_path / "out" / "README.md").read_text())
 
 
-@pytest.mark.parametrize("folder", ["cwm-bench-cpu-v0", "cwm-bench-h200-v0"])
+@pytest.mark.parametrize("folder", ["cwm-bench-cpu-v0", "cwm-bench-h200-v0", "cwm-bench-znver4-v0"])
 def test_committed_release_cards_hold_no_placeholder_or_ceiling(folder):
     path = os.path.join(os.path.dirname(__file__), "..", "datasets", folder, "README.md")
     if not os.path.exists(path):
@@ -263,3 +263,22 @@ def test_tasks_below_the_ok_minimum_are_left_out_and_named(tiny_dataset, tmp_pat
     assert f"with fewer than {ok + 1} ok records" in (tmp_path / "out" / "README.md").read_text()
     with pytest.raises(ReleaseError, match="no task has 1000 ok records"):
         build_release(str(source), str(tmp_path / "none"), NAME, min_ok_per_task=1000)
+
+
+def test_the_cross_cpu_release_holds_the_intel_releases_programs_measured_on_another_cpu():
+    """cwm-bench-znver4-v0 (README): the same record ids and programs as cwm-bench-cpu-v0, whole
+    tasks, another hw_id, and the same split side for every record."""
+    from cwm_bench.rows.reader import read_table
+
+    root = os.path.join(os.path.dirname(__file__), "..", "datasets")
+    columns = ["record_id", "workload_id", "program_hash", "hw_id", "split_within_task", "split_by_network"]
+    intel = read_table(os.path.join(root, "cwm-bench-cpu-v0"), "records", columns).to_pylist()
+    amd = read_table(os.path.join(root, "cwm-bench-znver4-v0"), "records", columns).to_pylist()
+    by_id = {r["record_id"]: r for r in intel}
+    assert len(amd) == 6900 and all(r["record_id"] in by_id for r in amd)
+    for r in amd:
+        other = by_id[r["record_id"]]
+        assert r["hw_id"] != other["hw_id"]
+        assert all(r[c] == other[c] for c in columns if c != "hw_id")
+    tasks = {r["workload_id"] for r in amd}
+    assert len(tasks) == 30 and sum(r["workload_id"] in tasks for r in intel) == len(amd)
