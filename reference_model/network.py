@@ -67,15 +67,18 @@ class WorldNet(torch.nn.Module):
         if not self.dynamics:  # without dynamics there are no intermediate states to probe
             return scores, h.unsqueeze(1).expand(-1, probes.shape[1], -1)
         stacked = torch.stack(states, 1)  # (B, T + 1, d): state after 0..T actions
-        picked = stacked[torch.arange(len(kind))[:, None], probes.clamp(max=kind.shape[1])]
+        rows = torch.arange(len(kind), device=kind.device)[:, None]
+        picked = stacked[rows, probes.to(kind.device).clamp(max=kind.shape[1])]
         return scores, picked
 
     def forward_cached(self, kind, slot, numbers, table, valid, hardware, groups) -> torch.Tensor:
         """`forward`'s scores, rolling each distinct prefix once (`encoding.prefix_groups(...)`)."""
         if not self.dynamics:
             return self.forward(kind, slot, numbers, table, valid, hardware)
-        parents, reps = [torch.as_tensor(x) for x in groups[0]], [torch.as_tensor(x) for x in groups[1]]
-        task_reps, rows = torch.as_tensor(groups[2]), torch.as_tensor(groups[3])
+        device = kind.device
+        parents = [torch.as_tensor(x, device=device) for x in groups[0]]
+        reps = [torch.as_tensor(x, device=device) for x in groups[1]]
+        task_reps, rows = torch.as_tensor(groups[2], device=device), torch.as_tensor(groups[3], device=device)
         slots, h = self._start(table[task_reps], valid[task_reps])
         actions = self.kind(kind) + self.numbers(numbers)
         live = (kind != PAD).float()

@@ -100,17 +100,18 @@ class WorldModel(CostModel):
                 probes, targets, mask = intermediate_targets(train, rows, int(c["consistency_cuts"]), bar.update)
             targets, self.consistency_stats = standardize(targets, mask)
             probe_of[rows] = np.arange(len(rows))
-            probes_t, targets_t, mask_t = (torch.as_tensor(x) for x in (probes, targets, mask.astype(np.float32)))
+            probes_t, targets_t, mask_t = (torch.as_tensor(x, device=c["device"])
+                                           for x in (probes, targets, mask.astype(np.float32)))
 
         def forward(batch_rows: np.ndarray):
             batch = rolled.batch(batch_rows, c["device"])
             at = probe_of[batch_rows]
             if weight <= 0 or not c["dynamics"] or (at < 0).all():
                 return net(**batch)
-            probes = torch.zeros(len(batch_rows), probes_t.shape[1], dtype=torch.long)
-            probes[at >= 0] = probes_t[at[at >= 0]]
+            probes = torch.zeros(len(batch_rows), probes_t.shape[1], dtype=torch.long, device=c["device"])
+            probes[torch.as_tensor(at >= 0, device=c["device"])] = probes_t[at[at >= 0]]
             scores, states = net(**batch, probes=probes)
-            have = torch.as_tensor(at >= 0)
+            have = torch.as_tensor(at >= 0, device=c["device"])
             predicted = net.decoder(states[have])  # (R, P, CONSISTENCY_DIM)
             m = mask_t[at[at >= 0]]
             error = ((predicted - targets_t[at[at >= 0]]) ** 2).mean(-1)
