@@ -102,6 +102,16 @@ def main() -> None:
     latency = np.random.default_rng(0).lognormal(-9.0, 1.0, size=n)
     labelled = Records(full.append_column("latency_s", pa.array(latency)), workloads)
 
+    def time_predict(adapter) -> float:
+        """Median seconds of one `predict` over every task's candidates (after a warm-up, as above)."""
+        def predict() -> np.ndarray:
+            return np.concatenate([adapter.predict(gen.ctx, candidates) for gen, candidates in tasks])
+
+        predict()
+        t, scores = timed(predict, args.repeats)
+        assert len(scores) == n and np.isfinite(scores).all(), adapter
+        return t
+
     rows = []
     for name in model_names():
         config = dict(QUICK_FIT.get(name, {}))
@@ -113,25 +123,12 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001  (a model another engineer has not finished: noted, skipped)
             print(f"skipping {name}: {type(exc).__name__}: {exc}")
             continue
-        timings = []
-        for inputs in (ALL_INPUTS, None):  # None: the model's declared inputs
-            adapter = as_metaschedule_cost_model(model, inputs=inputs)
-
-            def predict(a=adapter) -> np.ndarray:
-                return np.concatenate([a.predict(gen.ctx, candidates) for gen, candidates in tasks])
-
-            predict()  # warm-up, as above
-            t, scores = timed(predict, args.repeats)
-            assert len(scores) == n and np.isfinite(scores).all(), name
-            timings.append(t)
-        rows.append((name, ",".join(sorted(model.inputs)), *timings))
+        timings = [time_predict(as_metaschedule_cost_model(model, inputs=inputs)) for inputs in (ALL_INPUTS, None)]
+        rows.append((name, ",".join(sorted(model.inputs)), *timings))  # None above: the model's declared inputs
         if name == "world-model":  # the prefix-caching ablation (speed only): same weights, every row rolled
             model.config["prefix_cache"] = False
-            adapter = as_metaschedule_cost_model(model)
-            predict = lambda a=adapter: np.concatenate([a.predict(gen.ctx, c) for gen, c in tasks])  # noqa: E731
-            predict()
             rows.append(("  no prefix cache", ",".join(sorted(model.inputs)), float("nan"),
-                         timed(predict, args.repeats)[0]))
+                         time_predict(as_metaschedule_cost_model(model))))
 
     base = next((t for name, _, _, t in rows if name == "ansor-xgb"), float("nan"))
     print(f"{'model':<16} {'declared inputs':<16} {'all inputs s':>12} {'declared s':>11} {'cand/s all':>11} "

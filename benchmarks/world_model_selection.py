@@ -52,7 +52,7 @@ def main() -> None:
 
     import torch
 
-    from cwm_bench.metrics.ranking import pairwise_accuracy
+    from cwm_bench.metrics.evaluator import Evaluator
     from cwm_bench.model import create_model, load_side
 
     torch.set_num_threads(1)
@@ -70,8 +70,8 @@ def main() -> None:
         started = time.perf_counter()
         model.fit(labelled, progress=False)
         scores = model.score(side.records.take(val_rows))
-        opa = float(np.nanmean([pairwise_accuracy(val_latency[val_tasks == t], scores[val_tasks == t])
-                                for t in np.unique(val_tasks)]))
+        opa = Evaluator(metrics=["opa"]).eval(
+            {"task_id": val_tasks, "y_true_latency": val_latency, "y_score": scores})["opa"]["mean"]
         results.append((opa, name, options))
         print(f"  {name:<34} validation OPA {opa:.4f}   ({time.perf_counter() - started:.0f} s) {json.dumps(options)}",
               flush=True)

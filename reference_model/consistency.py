@@ -72,15 +72,15 @@ def intermediate_targets(records: Records, rows: np.ndarray, cuts: int,
 
     mods = dict(zip(*(records.workloads.column(c).to_pylist() for c in ("workload_id", "mod_json")), strict=True))
     tasks, actions = records.task_ids(), records.actions()
-    gpu = (records.column("hw_kind").to_pylist() if "hw_kind" in records.table.column_names
-           else ["cpu"] * len(records))
+    hw_kinds = (records.column("hw_kind").to_pylist() if "hw_kind" in records.table.column_names
+                else ["cpu"] * len(records))
     probes = np.zeros((len(rows), cuts), np.int64)
     targets = np.zeros((len(rows), cuts, CONSISTENCY_DIM), np.float32)
     mask = np.zeros((len(rows), cuts), bool)
     contexts: dict[tuple[str, bool], object] = {}
     extractor = ms.feature_extractor.PerStoreFeature()
     for i, r in enumerate(rows):
-        task, is_gpu = tasks[r], gpu[r] == "gpu"
+        task, is_gpu = tasks[r], hw_kinds[r] == "gpu"
         if (task, is_gpu) not in contexts:
             load_tensor_intrinsics("cuda" if is_gpu else "llvm")
             # PerStoreFeature reads nothing of the target but whether it is a GPU

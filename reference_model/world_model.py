@@ -108,13 +108,15 @@ class WorldModel(CostModel):
             at = probe_of[batch_rows]
             if weight <= 0 or not c["dynamics"] or (at < 0).all():
                 return net(**batch)
+            have = at >= 0
+            picked = at[have]  # the rows' indices into the consistency sample
             probes = torch.zeros(len(batch_rows), probes_t.shape[1], dtype=torch.long, device=c["device"])
-            probes[torch.as_tensor(at >= 0, device=c["device"])] = probes_t[at[at >= 0]]
+            have_t = torch.as_tensor(have, device=c["device"])
+            probes[have_t] = probes_t[picked]
             scores, states = net(**batch, probes=probes)
-            have = torch.as_tensor(at >= 0, device=c["device"])
-            predicted = net.decoder(states[have])  # (R, P, CONSISTENCY_DIM)
-            m = mask_t[at[at >= 0]]
-            error = ((predicted - targets_t[at[at >= 0]]) ** 2).mean(-1)
+            predicted = net.decoder(states[have_t])  # (R, P, CONSISTENCY_DIM)
+            m = mask_t[picked]
+            error = ((predicted - targets_t[picked]) ** 2).mean(-1)
             return scores, weight * (error * m).sum() / m.sum().clamp(min=1)
 
         fit_ranker(net, forward, train.latency(), train.task_ids(), epochs=int(c["epochs"]), lr=float(c["lr"]),

@@ -54,3 +54,19 @@ def test_intermediate_programs_differ_along_the_trace_and_a_trained_model_predic
         error = ((model.net.decoder(states).numpy() - z) ** 2).mean(-1)[mask].mean()
     baseline = (z ** 2).mean(-1)[mask].mean()  # predicting the training mean
     assert error < 0.8 * baseline, (error, baseline)
+
+
+def test_a_prefix_that_does_not_replay_is_masked_not_fatal():
+    import pyarrow as pa
+
+    from cwm_bench.model import Records
+
+    records = load_side(os.path.join(DATASETS, "cwm-bench-h200-v0"), "within_task", "test",
+                        {"actions", "hardware"}).records.take([0, 1])
+    actions = records.table.column("actions").to_pylist()
+    actions[0][0] = {**actions[0][0], "attrs": '["no_such_block","main"]'}  # GetSBlock of a block that is not there
+    table = records.table.set_column(records.table.schema.get_field_index("actions"), "actions",
+                                     pa.array(actions, records.table.schema.field("actions").type))
+    probes, raw, mask = intermediate_targets(Records(table, records.workloads), np.arange(2), 3)
+    assert not mask[0].any() and mask[1].all()  # the broken record gets no target, the other all of its own
+    assert (raw[0] == 0).all() and probes[0, 0] > 0
