@@ -94,6 +94,22 @@ def _parse(db_dir: str) -> _Database:
     return _Database(path, workloads, record_lines)
 
 
+def _parse_workloads(db_dir: str) -> list:
+    """The modules of a database folder's workload file (its tuning records are not needed)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    path = os.path.join(os.path.abspath(db_dir), WORKLOAD_FILE)
+    mods = []
+    for number, obj in _read_lines(path):
+        try:
+            mods.append(ms.database.Workload.from_json(obj).mod)
+        except Exception as exc:  # noqa: BLE001  (TVM raises many types on a malformed module)
+            raise ImportError_(f"{path} line {number}: not a MetaSchedule workload ({_first_line(exc)})") from None
+    if not mods:
+        raise ImportError_(f"{path}: no workloads")
+    return mods
+
+
 def _first_line(exc: BaseException) -> str:
     name, text = type(exc).__name__, str(exc).strip()
     first = text.splitlines()[0] if text else ""

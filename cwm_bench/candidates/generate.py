@@ -13,7 +13,7 @@ from cwm_bench.candidates.actions import replay_trace, trace_to_json
 from cwm_bench.tvm_env import load_tensor_intrinsics, structural_hash_hex
 from cwm_bench.workload.workload import Workload
 
-ORIGINS = ("random", "evolutionary", "imported")
+ORIGINS = ("random", "evolutionary", "imported", "tuning")  # tuning: measured by `cwm-bench tune`
 
 
 @dataclass

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -94,12 +95,12 @@ class _Adapter(ms.cost_model.PyCostModel):
     def update(self, context, candidates: list, results: list) -> None:
         self.update_calls += 1
         keep = [i for i, r in enumerate(results) if r.error_msg is None and r.run_secs and len(r.run_secs)]
-        if keep:
+        if keep and self.trainable and self.refit_every:  # a frozen model keeps no history: it never refits
             table = self._table(context, [candidates[i] for i in keep])
             # the median of the timings, as a dataset's latency_s (robust to a slow spell)
             latency = [float(np.median([float(s) for s in results[i].run_secs])) for i in keep]
             self.history.append(table.append_column(LABEL_COLUMN, pa.array(latency, pa.float64())))
-        if self.trainable and self.history and self.update_calls % self.refit_every == 0:
+        if self.trainable and self.history and self.refit_every and self.update_calls % self.refit_every == 0:
             history = seal(pa.concat_tables(self.history), self.model.inputs, labelled=True)
             self.model.fit(Records(history, self._workload_table()), progress=False)
             self.fitted, self._offset = True, {}  # new scores, new scale
@@ -183,7 +184,8 @@ def as_metaschedule_cost_model(model: CostModel, workload_lookup: Mapping[str, W
     predict: candidates -> sealed `Records` (the groups of `model.inputs`: record ids, trace JSON,
     actions, per-store features, hardware columns; and this task's workload row) -> `model.score`.
     update: measured candidates (errors skipped; latency = median of run_secs, as in datasets) are
-    kept, and a trainable model is refit on all of them every `refit_every` updates.
+    kept, and a trainable model is refit on all of them every `refit_every` updates (0: never, so a
+    pre-trained checkpoint stays as it was trained).
     `workload_lookup` maps a task's id (structural hash of its module) to its `Workload` (task name,
     family, networks); unknown tasks get one built from the module. `inputs` makes the adapter
     compute other groups than the model's (benchmarks measure what computing every group costs);
@@ -199,8 +201,16 @@ class _Builder(ms.builder.PyBuilder):
         self.timeout_s = timeout_s
         self._builders: dict[str, Any] = {}
         self._count = 0
+        self.seconds = 0.0  # wall time spent in build(), for tuning reports
 
     def build(self, build_inputs: list) -> list:
+        started = time.perf_counter()
+        try:
+            return self._build(build_inputs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _build(self, build_inputs: list) -> list:
         from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
         from cwm_bench.build.builder import ParallelBuilder
@@ -243,8 +253,16 @@ class _Runner(ms.runner.PyRunner):
         self.seed = seed
         self._runners: dict[str, Any] = {}
         self._count = 0
+        self.seconds = 0.0  # wall time spent in run() (it measures before returning), for tuning reports
 
     def run(self, runner_inputs: list) -> list:
+        started = time.perf_counter()
+        try:
+            return self._run(runner_inputs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _run(self, runner_inputs: list) -> list:
         from cwm_bench.measure.runner import MeasureItem, Runner
 
         by_device: dict[str, list[int]] = {}

@@ -40,8 +40,18 @@ def training_record(data_dir: str, split: str, trained, init_dir: str | None, ma
             "sample_seed": seed if max_train_records is not None else None,
             "init": os.path.abspath(init_dir) if init_dir else None,
             "init_training": read_training(init_dir) if init_dir else None,
+            "hardware": dataset_hardware(data_dir),
             "workload_ids": sorted(set(trained.task_ids.tolist())),
             "record_ids": sorted(trained.record_ids)}
+
+
+def dataset_hardware(data_dir: str) -> list[dict]:
+    """The hardware a dataset's records were measured on: one {hw_id, hw_name, hw_arch} per machine kind."""
+    from cwm_bench.rows.reader import read_table
+
+    table = read_table(data_dir, "records", ["hw_id", "hw_name", "hw_arch"])
+    rows = {tuple(r.values()): r for r in table.group_by(["hw_id", "hw_name", "hw_arch"]).aggregate([]).to_pylist()}
+    return [rows[k] for k in sorted(rows)]
 
 
 def write_training(folder: str, record: dict) -> None:

@@ -49,3 +49,17 @@ def _records(cost_model, table):
     from cwm_bench.model import Records
 
     return Records(table, cost_model._workload_table())
+
+
+def test_refit_every_zero_keeps_the_model_as_it_was_trained(generator):
+    """`cwm-bench tune` runs checkpoints frozen: their updates are logged, never fitted on."""
+    from tvm.s_tir import meta_schedule as ms
+
+    candidates = [ms.search_strategy.MeasureCandidate(c.sch, generator.args_info) for c in generator.random(4)]
+    results = [ms.runner.RunnerResult([1e-3 * (i + 1)], None) for i in range(4)]
+    frozen = as_metaschedule_cost_model(create_model("ansor-xgb", num_boost_round=5, nthread=1), refit_every=0)
+    frozen.update(generator.ctx, candidates, results)
+    assert frozen.fits == 0 and frozen.update_calls == 1
+    learning = as_metaschedule_cost_model(create_model("ansor-xgb", num_boost_round=5, nthread=1), refit_every=1)
+    learning.update(generator.ctx, candidates, results)
+    assert learning.fits == 1
