@@ -87,6 +87,8 @@ def report(args, table: str, long: str) -> None:
     for source in (table, long):
         for folder in run_folders(source) if os.path.isdir(source) else []:
             dest = os.path.join(RUNS_COPY, os.path.basename(source), os.path.relpath(folder, source))
+            if not os.path.isdir(os.path.join(folder, "trials")):
+                continue
             shutil.copytree(os.path.join(folder, "trials"), os.path.join(dest, "trials"))
             if os.path.exists(os.path.join(folder, "run.json")):
                 shutil.copy(os.path.join(folder, "run.json"), dest)

@@ -26,10 +26,15 @@ def markdown(rows: list[Row], facts: dict, runs: list[Run]) -> str:
         match = "–" if not facts["long_budget"] else (str(r.trials_to_match) if r.trials_to_match else
                                                       f"> {max(x.budget for x in runs if x.label == r.label)}")
         lines.append(f"| {r.label} | {r.tasks} | {r.seeds} | {_fmt(r.geomean, '.3f')}× | "
-                     f"{_fmt(r.low, '.3f')}–{_fmt(r.high, '.3f')} | {_fmt(100 * r.wins, '.0f')}% ({r.pairs}) | "
+                     f"{_fmt(r.low, '.3f')}–{_fmt(r.high, '.3f')} | {_fmt(100 * r.wins, '.0f')}% ({r.pairs}"
+                     f"{f', {r.invalid} invalid' if r.invalid else ''}) | "
                      f"{match} | {_fmt(1000 * r.seconds_per_trial['model_s'], '.1f')} | "
                      f"{_fmt(100 * r.model_share_of_measure, '.0f')}% | "
                      f"{r.hardware} | {r.trained_on} | {zero} |")
+    moved = [r for r in rows if r.trained_on and "(" in r.trained_on and r.hardware and r.trained_on != r.hardware]
+    for r in moved:
+        lines += ["", f"`{r.label}` was trained on {r.trained_on} and tunes on {r.hardware}: a different CPU "
+                      "(its figures include the transfer)."]
     if facts["long_budget"]:
         lines += ["", f"Trials to match: fewest trials whose best is within {100 * facts['tolerance']:.0f}% (geomean "
                       f"over {facts['long_budget_tasks']} tasks, median over seeds) of `{ref}`'s best at "

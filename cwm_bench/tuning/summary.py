@@ -60,6 +60,8 @@ def load_runs(dirs: list[str]) -> list[Run]:
                                                                        "log_s")}
         group = (summary or {}).get("group") or folder.rstrip("/").split("/")[-3]
         budget = (summary or {}).get("budget_per_task") or max(len(v) for v in curves.values())
+        if summary and len(summary.get("tasks", [])) == 1:  # a finished search that ran out of new programs
+            curves = {w: np.pad(c, (0, max(0, budget - len(c))), mode="edge") for w, c in curves.items()}
         runs.append(Run(folder, rows[0]["label"], int(rows[0]["seed"]), group, int(budget), summary, curves, names,
                         seconds, len(rows)))
     if not runs:
@@ -75,7 +77,8 @@ def best_at(run: Run, workload_id: str, trials: int) -> float:
 
 
 def _pairs(runs: list[Run], label: str, reference: str, budget: int) -> dict[str, dict[int, float]]:
-    """task -> seed -> log(reference best / model best) at `budget`, where both reached it."""
+    """task -> seed -> log(reference best / model best) at `budget`, where both reached it; -inf where
+    only the reference found a valid program, +inf where only the model did."""
     # the run of the smallest budget that reaches `budget` (a longer run's prefix serves otherwise)
     ordered = sorted((r for r in runs if r.budget >= budget), key=lambda r: -r.budget)
     index = {(r.label, r.seed, w): r for r in ordered for w in r.curves}
@@ -84,15 +87,18 @@ def _pairs(runs: list[Run], label: str, reference: str, budget: int) -> dict[str
         if lab != label or (reference, seed, w) not in index:
             continue
         mine, theirs = best_at(run, w, budget), best_at(index[(reference, seed, w)], w, budget)
-        if math.isfinite(mine) and math.isfinite(theirs):
-            out[w][seed] = math.log(theirs / mine)
+        if math.isnan(mine) or math.isnan(theirs) or (math.isinf(mine) and math.isinf(theirs)):
+            continue  # a run that stopped early, or nobody found a valid program
+        out[w][seed] = -math.inf if math.isinf(mine) else math.inf if math.isinf(theirs) else math.log(theirs / mine)
     return out
 
 
 def bootstrap_geomean(pairs: dict[str, dict[int, float]], samples: int = 2000,
                       seed: int = 0) -> tuple[float, float, float]:
-    """Geometric-mean speedup and its 95% interval: tasks resampled, then seeds within each task."""
-    tasks = [np.asarray(list(v.values())) for v in pairs.values() if v]
+    """Geometric-mean speedup and its 95% interval: tasks resampled, then seeds within each task.
+    Pairs where one side found no valid program (±inf) count in wins, not here."""
+    tasks = [np.asarray([x for x in v.values() if math.isfinite(x)]) for v in pairs.values()]
+    tasks = [t for t in tasks if len(t)]
     if not tasks:
         return math.nan, math.nan, math.nan
     point = float(np.exp(np.mean(np.concatenate(tasks))))
@@ -114,7 +120,9 @@ def trials_to_match(runs: list[Run], label: str, reference_best: dict[str, float
             by_seed[r.seed].append(r)
     needed = []
     for seed_runs in by_seed.values():
-        curves = {w: r.curves[w] for r in seed_runs for w in r.curves if w in reference_best}
+        # the longest curve of each task (a seed can have a short and a long run)
+        curves = {w: r.curves[w] for r in sorted(seed_runs, key=lambda r: r.budget)
+                  for w in r.curves if w in reference_best}
         if set(curves) != set(reference_best):
             continue
         length = min(len(c) for c in curves.values())
@@ -123,7 +131,7 @@ def trials_to_match(runs: list[Run], label: str, reference_best: dict[str, float
         needed.append(int(hit[0]) + 1 if len(hit) else None)
     if not needed or any(n is None for n in needed):
         return None
-    return int(np.median(needed))
+    return int(math.ceil(np.median(needed)))
 
 
 @dataclass
@@ -137,6 +145,7 @@ class Row:
     high: float
     wins: float
     pairs: int
+    invalid: int  # pairs where the model found no valid program and the reference did (losses)
     seconds_per_trial: dict[str, float]
     model_share_of_measure: float
     trials_to_match: int | None
@@ -179,6 +188,7 @@ def summarize_runs(runs: list[Run], reference: str = "ansor", budget: int = 64, 
         kind = described[0]["contender"]["kind"] if described else ""
         rows.append(Row(label, len(mine), len({r.seed for r in mine}), len({w for r in mine for w in r.curves}),
                         point, low, high, float(np.mean([v > 0 for v in logs])) if logs else math.nan, len(logs),
+                        sum(v == -math.inf for v in logs),
                         per_trial, sum(r.seconds.get("model_s", 0.0) for r in mine) / measure if measure else math.nan,
                         trials_to_match(runs, label, reference_best, tolerance) if reference_best else None,
                         ", ".join(hardware), ", ".join(trained) or ("none (learns online)" if kind in (
@@ -190,12 +200,13 @@ def summarize_runs(runs: list[Run], reference: str = "ansor", budget: int = 64, 
 
 
 def per_task_table(runs: list[Run], budget: int) -> tuple[list[str], list[str], dict]:
-    """(task names, labels, {(task, label): median best latency over seeds at `budget`})."""
+    """(task names, labels, {(task, label): median best latency over seeds at `budget`}); a task is
+    named with its id's first 8 digits, as names repeat across networks."""
     cells: dict[tuple[str, str], list[float]] = defaultdict(list)
     names: dict[str, str] = {}
     for r in runs:
         for w in r.curves:
-            names[w] = r.task_names.get(w, w[:8])
+            names[w] = f"{r.task_names.get(w, 'task')} ({w[:8]})"
             value = best_at(r, w, budget)
             if math.isfinite(value):
                 cells[(w, r.label)].append(value)

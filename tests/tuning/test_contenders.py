@@ -16,7 +16,12 @@ def test_baselines_checkpoints_and_registered_names():
     assert wm.kind == "checkpoint" and wm.label == "world-model" and not wm.online
     # the committed checkpoint was trained on the Intel release, whose by_network test tasks it never saw
     assert wm.trained_on and wm.trained_on[0]["hw_arch"] == "emeraldrapids"
-    assert not wm.seen("f9396aaf06ed8ea5") and len(wm.trained_workloads) > 0
+    from cwm_bench.tuning.tasks import resolve_workloads
+
+    held_out = resolve_workloads(["datasets/cwm-bench-cpu-v0:by_network"])
+    trained = resolve_workloads(["datasets/cwm-bench-cpu-v0"])
+    assert not any(wm.seen(w.workload_id) for w in held_out)
+    assert sum(wm.seen(w.workload_id) for w in trained) == len(trained) - len(held_out)
     online = parse_contender("tenset-mlp")
     assert online.kind == "registered" and online.online
 

@@ -55,6 +55,13 @@ def test_trials_to_match_against_the_reference_at_a_larger_budget():
     assert trials_to_match([_run("m", 0, {"a": [3, 3], "b": [3, 3]})], "m", reference, 0.02) is None
 
 
+def test_a_model_without_any_valid_program_loses_the_pair():
+    runs = [_run("ansor", 0, {"a": [4, 4], "b": [2, 2]}), _run("m", 0, {"a": [math.inf, math.inf], "b": [1, 1]})]
+    rows, _ = summarize_runs(runs, "ansor", budget=2, samples=50)
+    m = next(r for r in rows if r.label == "m")
+    assert m.invalid == 1 and m.wins == pytest.approx(0.5) and m.geomean == pytest.approx(2.0)
+
+
 def test_a_reference_that_did_not_run_is_one_clear_error():
     with pytest.raises(TuneReportError, match="reference 'ansor' did not run"):
         summarize_runs([_run("m", 0, {"a": [1]})], "ansor", budget=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import time
 
 import pyarrow.compute as pc
+import pytest
 from click.testing import CliRunner
 
 from cwm_bench.cli import main
@@ -60,11 +63,21 @@ def test_tune_writes_rows_resumes_after_kill_9_without_duplicates_and_reports(tm
             assert summary["resumed_from_trial"] == before[folder] > 0
     assert CliRunner().invoke(main, ["validate", folders[0]]).exit_code == 0
 
-    png = tmp_path / "curves.png"
-    report = CliRunner().invoke(main, ["tune-report", out, "--budget", "8", "--png", str(png)])
+    png, table = tmp_path / "curves.png", tmp_path / "table.json"
+    report = CliRunner().invoke(main, ["tune-report", out, "--budget", "8", "--png", str(png), "--json", str(table)])
     assert report.exit_code == 0, report.output
     assert "| random | 2 | 1 |" in report.output and "| ansor | 2 | 1 | 1.000×" in report.output
     assert png.stat().st_size > 10_000
+    # random's figure is the geomean over the 2 tasks of ansor's best / random's best, from the trials
+    best = {}
+    for folder in folders:
+        trials = read_trials(folder)
+        ok = trials.filter(pc.equal(trials["status"], "ok"))
+        best[(folder.split(os.sep)[-3], folder.split(os.sep)[-2])] = min(ok.column("latency_s").to_pylist())
+    tasks = {task for task, _ in best}
+    expected = math.prod(best[(t, "ansor")] / best[(t, "random")] for t in tasks) ** (1 / len(tasks))
+    rows = {r["label"]: r for r in json.loads(table.read_text())["rows"]}
+    assert rows["random"]["geomean"] == pytest.approx(expected)
 
 
 def test_tune_refuses_bad_input_in_one_line(tmp_path):
