@@ -1,7 +1,8 @@
 """Live tuning on held-out tasks: the README's table, resumable across sessions.
 
     .venv/bin/python benchmarks/live_tuning.py [--out results/live-tuning] [--tasks 8] [--seeds 5]
-        [--budget 64] [--stage table|long|report|all] [--long-tasks 2] [--long-budget 640]
+        [--budget 64] [--stage table|long|report|e2e|all] [--long-tasks 2] [--long-budget 640]
+        [--networks resnet18 bert_base_layer] [--e2e-budget 32]
 
 Tasks: the `by_network` test tasks of the CPU release (in no model's training data), the --tasks with
 the fewest FLOPs (a rule fixed before any result: they are the cheapest to measure, so more seeds fit).
@@ -13,8 +14,10 @@ Contenders, all in MetaSchedule's default evolutionary search, same seeds and me
 Stages: `table` (--budget trials, --seeds seeds), `long` (ansor at --long-budget on the first
 --long-tasks tasks, 1 seed: the "within 2% of 10x the budget" reference), `report` (tune-report →
 benchmarks/live_tuning.last.txt and .png; the runs' trials and run.json copied to
-benchmarks/live_tuning_runs/ so the table is reproducible from the repo). Every step is the public
-CLI, echoed; a killed stage resumes where it stopped.
+benchmarks/live_tuning_runs/ so the table is reproducible from the repo), `e2e` (each of --networks
+tuned whole with the world model, --e2e-budget trials per task, then `cwm-bench e2e` against PyTorch
+→ benchmarks/live_tuning_e2e.last.txt). Every step is the public CLI, echoed; a killed stage resumes
+where it stopped.
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=64)
     parser.add_argument("--long-tasks", type=int, default=2)
     parser.add_argument("--long-budget", type=int, default=640)
-    parser.add_argument("--stage", choices=("table", "long", "report", "all"), default="all")
+    parser.add_argument("--networks", nargs="*", default=["resnet18", "bert_base_layer"])
+    parser.add_argument("--e2e-budget", type=int, default=32)
+    parser.add_argument("--stage", choices=("table", "long", "report", "e2e", "all"), default="all")
     args = parser.parse_args()
     ids = held_out_tasks(args.tasks)
     pretrained = os.path.join(args.out, "checkpoints", "ansor-xgb-cpu-v0-by_network")
@@ -76,6 +81,28 @@ def main() -> None:
              "--budget", str(args.long_budget), "--seeds", "1", "--out", long])
     if args.stage in ("report", "all"):
         report(args, table, long)
+    if args.stage in ("e2e", "all"):
+        end_to_end(args)
+
+
+def end_to_end(args) -> None:
+    from cwm_bench.hardware import detect_cpu
+
+    cpu = detect_cpu()
+    lines = [f"# benchmarks/live_tuning.py --stage e2e --networks {' '.join(args.networks)} --e2e-budget "
+             f"{args.e2e_budget}",
+             f"# printed {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {cpu.name} ({cpu.arch}, "
+             f"{cpu.num_cores} cores); tuned with {WORLD_MODEL} (trained on the Intel release), seed 0", ""]
+    for network in args.networks:
+        out = os.path.join(args.out, "e2e", network)
+        cli(["tune", "--network", network, "--model", f"world-model={WORLD_MODEL}", "--budget", str(args.e2e_budget),
+             "--seeds", "1", "--out", out])
+        lines += [f"$ cwm-bench e2e --network {network} --tuned {out}",
+                  cli(["e2e", "--network", network, "--tuned", out], capture=True).rstrip(), ""]
+    text = "\n".join(lines)
+    with open("benchmarks/live_tuning_e2e.last.txt", "w") as handle:
+        handle.write(text + "\n")
+    print(text)
 
 
 def report(args, table: str, long: str) -> None:

@@ -25,3 +25,15 @@ def test_bad_specs_are_one_line_errors():
         resolve_workloads([f"{RELEASE}:by_network:zzzz"])
     with pytest.raises(WorkloadSpecError, match="not a folder"):
         resolve_workloads(["no-such-suite"])
+
+
+def test_a_metaschedule_database_folder_gives_its_workloads(tmp_path, matmul):
+    from tvm.s_tir import meta_schedule as ms
+
+    database = ms.database.JSONDatabase(str(tmp_path / "database_workload.json"),
+                                        str(tmp_path / "database_tuning_record.json"))
+    database.commit_workload(matmul.mod)
+    (task,) = resolve_workloads([str(tmp_path)])
+    assert task.workload_id == matmul.workload_id and task.family == "matmul"
+    with pytest.raises(WorkloadSpecError, match="has no splits"):
+        resolve_workloads([f"{tmp_path}:by_network"])
