@@ -123,7 +123,8 @@ def report(args, table: str, long: str) -> None:
     text = cli(["tune-report", *dirs, "--budget", str(args.budget), "--png", "benchmarks/live_tuning.png",
                 "--json", "benchmarks/live_tuning.last.json"], capture=True)
     cpu = detect_cpu()
-    header = (f"# benchmarks/live_tuning.py --tasks {args.tasks} --seeds {args.seeds} --budget {args.budget}\n"
+    header = (f"# benchmarks/live_tuning.py --tasks {args.tasks} --seeds {args.seeds} --budget {args.budget} "
+              "(the table counts the runs finished so far: see its seeds and wins columns)\n"
               f"# printed {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {cpu.name} ({cpu.arch}, {cpu.num_cores} "
               f"cores), {platform.python_version()}; runs under {RUNS_COPY}\n\n")
     with open("benchmarks/live_tuning.last.txt", "w") as handle:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+COOL_DOWN_S = 0.5
+
 
 class E2EError(ValueError):
     """Bad input for e2e (one line)."""
@@ -114,13 +116,46 @@ def _database(network: str, best: dict, target):
     return database, tuned, fallback
 
 
+def _compile(mod, database, target):
+    """Build the fused module with the database's schedules: (executable, tuned names, untuned names).
+
+    `ms.relax_integration.compile_relax` runs LegalizeOps/FuseOps/FuseTIR again first; on a module
+    that is already fused (ours: the form tasks were extracted from) that re-fuses functions, and
+    8 of BERT's 11 then matched no record. So the database is applied to the module as extracted,
+    and only the lowering passes follow. Which functions were scheduled is read from the result."""
+    import tvm
+    from tvm import relax
+    from tvm.relax import pipeline
+
+    with target, database, tvm.transform.PassContext(opt_level=3):
+        applied = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        try:
+            passes = pipeline.dataflow_lower_passes(target) + pipeline.finalize_passes(target)
+        except (ValueError, AttributeError):  # CPU targets without a registered pipeline (llvm here)
+            passes = [relax.transform.RewriteDataflowReshape(), relax.transform.ToNonDataflow(),
+                      relax.transform.RemovePurityChecking(), relax.transform.CallTIRRewrite(),
+                      relax.transform.StaticPlanBlockMemory(), relax.transform.LowerAllocTensor(),
+                      relax.transform.KillAfterLastUse(), relax.transform.LowerRuntimeBuiltin(),
+                      relax.transform.ComputePrimValue(), relax.transform.VMShapeLower(),
+                      relax.transform.AttachGlobalSymbol()]
+        lowering = tvm.transform.Sequential(passes)
+
+        @tvm.transform.module_pass(opt_level=3)
+        def lower(module, _ctx):
+            return lowering(module)
+
+        executable = relax.build(applied, target=target, relax_pipeline=lower)
+    names = {gv.name_hint: f for gv, f in applied.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
+    tuned = sorted(n for n, f in names.items() if f.attrs and f.attrs.get("tirx.is_scheduled", False))
+    return executable, tuned, sorted(set(names) - set(tuned))
+
+
 def run_e2e(network: str, tuned_dirs: list[str], labels: list[str] | None = None, threads: int | None = None,
             rounds: int = 15, torch_compile: bool = True, log=print) -> E2EResult:
     """Compile `network` with the tuned schedules and time it against PyTorch (see the module doc)."""
     import torch
     import tvm
     from tvm import relax
-    from tvm.s_tir import meta_schedule as ms
 
     from cwm_bench.hardware import detect_cpu, target_for
     from cwm_bench.tvm_env import load_tensor_intrinsics
@@ -136,7 +171,7 @@ def run_e2e(network: str, tuned_dirs: list[str], labels: list[str] | None = None
     best, labels_used = best_records(tuned_dirs, labels, detect_cpu().hw_id)  # as `tune` records it
     database, tuned, fallback = _database(network, best, target)
     log(f"{network}: {len(tuned)} tuned task(s), {len(fallback)} without a tuned schedule; compiling")
-    executable = ms.relax_integration.compile_relax(database, relax_module(network, "llvm"), target, params=None)
+    executable, tuned, fallback = _compile(relax_module(network, "llvm"), database, target)
     device = tvm.cpu()
     vm = relax.VirtualMachine(executable, device)
     spec = NETWORKS[network]
@@ -165,6 +200,9 @@ def run_e2e(network: str, tuned_dirs: list[str], labels: list[str] | None = None
     timings: dict[str, list[float]] = {name: [] for name in contestants}
     for _ in range(rounds):
         for name, timer in contestants.items():
+            # OpenMP worker threads (PyTorch's, TVM's) spin for up to ~200 ms after a parallel call; on
+            # few cores they would steal the next contestant's cores (measured: TVM 100x slower)
+            time.sleep(COOL_DOWN_S)
             timings[name].append(timer())
     median = {name: float(np.median(v)) for name, v in timings.items()}
     return E2EResult(network, threads, median["tvm"], {"eager": median["eager"], "compile": median.get("compile")},
@@ -178,6 +216,7 @@ def _tvm_timer(vm, inputs, min_ms: float = 200.0):
     def timer() -> float:
         return 1000.0 * float(evaluator(*inputs).mean)
 
+    time.sleep(COOL_DOWN_S)
     timer()  # warm-up
     return timer
 

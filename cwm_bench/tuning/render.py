@@ -31,8 +31,7 @@ def markdown(rows: list[Row], facts: dict, runs: list[Run]) -> str:
                      f"{match} | {_fmt(1000 * r.seconds_per_trial['model_s'], '.1f')} | "
                      f"{_fmt(100 * r.model_share_of_measure, '.0f')}% | "
                      f"{r.hardware} | {r.trained_on} | {zero} |")
-    moved = [r for r in rows if r.trained_on and "(" in r.trained_on and r.hardware and r.trained_on != r.hardware]
-    for r in moved:
+    for r in (r for r in rows if r.other_cpu):
         lines += ["", f"`{r.label}` was trained on {r.trained_on} and tunes on {r.hardware}: a different CPU "
                       "(its figures include the transfer)."]
     if facts["long_budget"]:

@@ -152,6 +152,7 @@ class Row:
     hardware: str
     trained_on: str
     zero_shot: bool | None
+    other_cpu: bool  # trained on another CPU (arch) than the one it tunes on
 
 
 def summarize_runs(runs: list[Run], reference: str = "ansor", budget: int = 64, tolerance: float = 0.02,
@@ -184,6 +185,8 @@ def summarize_runs(runs: list[Run], reference: str = "ansor", budget: int = 64, 
         hardware = sorted({f"{s['tuned_on']['hw_name']} ({s['tuned_on']['hw_arch']})" for s in described})
         trained = sorted({f"{h.get('hw_name')} ({h.get('hw_arch')})" for s in described
                           for h in s["contender"].get("trained_on") or []})
+        trained_arch = {h.get("hw_arch") for s in described for h in s["contender"].get("trained_on") or []}
+        tuned_arch = {s["tuned_on"]["hw_arch"] for s in described}
         seen = [t["seen_in_training"] for s in described for t in s["tasks"]]
         kind = described[0]["contender"]["kind"] if described else ""
         rows.append(Row(label, len(mine), len({r.seed for r in mine}), len({w for r in mine for w in r.curves}),
@@ -193,7 +196,8 @@ def summarize_runs(runs: list[Run], reference: str = "ansor", budget: int = 64, 
                         trials_to_match(runs, label, reference_best, tolerance) if reference_best else None,
                         ", ".join(hardware), ", ".join(trained) or ("none (learns online)" if kind in (
                             "tvm-xgb", "registered") else "none" if kind == "tvm-random" else "unknown"),
-                        None if not seen or kind != "checkpoint" else not any(seen)))
+                        None if not seen or kind != "checkpoint" else not any(seen),
+                        bool(trained_arch) and trained_arch != tuned_arch))
     facts = {"reference": reference, "budget": budget, "tolerance": tolerance, "long_budget": long_budget,
              "long_budget_tasks": len(reference_best), "unfinished": [r.folder for r in runs if r.summary is None]}
     return rows, facts
