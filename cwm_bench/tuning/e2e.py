@@ -200,8 +200,8 @@ def run_e2e(network: str, tuned_dirs: list[str], labels: list[str] | None = None
     timings: dict[str, list[float]] = {name: [] for name in contestants}
     for _ in range(rounds):
         for name, timer in contestants.items():
-            # OpenMP worker threads (PyTorch's, TVM's) spin for up to ~200 ms after a parallel call; on
-            # few cores they would steal the next contestant's cores (measured: TVM 100x slower)
+            # a precaution: OpenMP worker threads (PyTorch's) may spin for a while after a parallel
+            # call, and on few cores they would take the next contestant's cores
             time.sleep(COOL_DOWN_S)
             timings[name].append(timer())
     median = {name: float(np.median(v)) for name, v in timings.items()}
