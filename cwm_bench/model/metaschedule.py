@@ -95,7 +95,7 @@ class _Adapter(ms.cost_model.PyCostModel):
     def update(self, context, candidates: list, results: list) -> None:
         self.update_calls += 1
         keep = [i for i, r in enumerate(results) if r.error_msg is None and r.run_secs and len(r.run_secs)]
-        if keep and self.trainable and self.refit_every:  # a frozen model keeps no history: it never refits
+        if keep and self.refit_every:  # refit_every=0 (frozen): no history, it is never fitted on
             table = self._table(context, [candidates[i] for i in keep])
             # the median of the timings, as a dataset's latency_s (robust to a slow spell)
             latency = [float(np.median([float(s) for s in results[i].run_secs])) for i in keep]
