@@ -268,13 +268,9 @@ class _Session:
         return features
 
     def _workload(self, wid: str):
-        from cwm_bench.workload.workload import ArgSpec, NetworkUse, Workload
+        from cwm_bench.tuning.tasks import workload_from_row
 
-        w = self.workload_rows[wid]
-        args = tuple(ArgSpec(n, tuple(s), d) for n, s, d in zip(w["arg_names"], w["arg_shapes"], w["arg_dtypes"],
-                                                                 strict=True))
-        networks = tuple(NetworkUse(u["network"], u["weight"]) for u in w["networks"] or [])
-        return Workload(wid, w["task_name"], w["family"], w["source"], self._mods[wid], networks, w["flops"], args)
+        return workload_from_row({**self.workload_rows[wid], "workload_id": wid}, self._mods[wid])
 
     def _reference(self, wid: str) -> str | None:
         """The unscheduled program, built once per task, for output checks."""

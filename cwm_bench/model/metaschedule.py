@@ -15,6 +15,7 @@ them), so a model behaves the same offline and inside the search.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -195,6 +196,16 @@ def as_metaschedule_cost_model(model: CostModel, workload_lookup: Mapping[str, W
     return _CostModelAdapter(model, workload_lookup, refit_every, hardware, seed, inputs)
 
 
+@contextlib.contextmanager
+def counting_seconds(owner):
+    """Add the wall time of the block to `owner.seconds` (tuning reports split a run's time)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        owner.seconds += time.perf_counter() - started
+
+
 class _Builder(ms.builder.PyBuilder):
     def __init__(self, num_workers: int | None = None, timeout_s: float = 120.0):
         self.num_workers = num_workers
@@ -204,11 +215,8 @@ class _Builder(ms.builder.PyBuilder):
         self.seconds = 0.0  # wall time spent in build(), for tuning reports
 
     def build(self, build_inputs: list) -> list:
-        started = time.perf_counter()
-        try:
+        with counting_seconds(self):
             return self._build(build_inputs)
-        finally:
-            self.seconds += time.perf_counter() - started
 
     def _build(self, build_inputs: list) -> list:
         from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
@@ -256,11 +264,8 @@ class _Runner(ms.runner.PyRunner):
         self.seconds = 0.0  # wall time spent in run() (it measures before returning), for tuning reports
 
     def run(self, runner_inputs: list) -> list:
-        started = time.perf_counter()
-        try:
+        with counting_seconds(self):
             return self._run(runner_inputs)
-        finally:
-            self.seconds += time.perf_counter() - started
 
     def _run(self, runner_inputs: list) -> list:
         from cwm_bench.measure.runner import MeasureItem, Runner

@@ -67,6 +67,8 @@ def _ms_classes():
         from tvm.ir.utils import derived_object
         from tvm.s_tir import meta_schedule as ms
 
+        from cwm_bench.model.metaschedule import counting_seconds
+
         class TimedCostModel(ms.cost_model.PyCostModel):
             """Any MetaSchedule cost model, with the seconds spent in its predict + update counted."""
 
@@ -83,15 +85,11 @@ def _ms_classes():
                 self.inner.save(path)
 
             def update(self, context, candidates, results) -> None:
-                started = time.perf_counter()
-                try:
+                with counting_seconds(self):
                     self.inner.update(context, candidates, results)
-                finally:
-                    self.seconds += time.perf_counter() - started
 
             def predict(self, context, candidates):
-                started = time.perf_counter()
-                try:
+                with counting_seconds(self):
                     scores = self.inner.predict(context, candidates)
                     if self.measured:
                         from cwm_bench.tvm_env import structural_hash_hex
@@ -100,8 +98,6 @@ def _ms_classes():
                         seen = [structural_hash_hex(c.sch.mod) in self.measured for c in candidates]
                         scores[np.asarray(seen, dtype=bool)] = 0.0
                     return scores
-                finally:
-                    self.seconds += time.perf_counter() - started
 
         class Logger(ms.measure_callback.PyMeasureCallback):
             """Writes each measured batch to the run's log (placed after TVM's own callbacks)."""
