@@ -28,4 +28,4 @@ def main() -> None:
 
 
 # Registers the commands (imported for their side effect, after `main` exists).
-from cwm_bench.cli import collection, cuda, data, models, tuning  # noqa: E402, F401
+from cwm_bench.cli import collection, cuda, data, leaderboard, models, tuning  # noqa: E402, F401

@@ -48,6 +48,11 @@ def ndcg_at_k(latency: np.ndarray, score: np.ndarray, k: int) -> float:
     return float(ndcg_score(relevance[None, :], score[None, :], k=k))
 
 
+# Which way is better, per metric (data for tables that sort or rank by a metric).
+METRIC_DIRECTION = {"opa": "higher", "kendall_tau": "higher", "spearman_rho": "higher", "top1": "higher",
+                    "top5": "higher", "slowdown@1": "lower", "slowdown@5": "lower", "ndcg@5": "higher",
+                    "ndcg@10": "higher"}
+
 TASK_METRICS = {
     "opa": pairwise_accuracy,
     "kendall_tau": kendall_tau,

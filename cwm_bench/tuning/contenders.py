@@ -46,12 +46,14 @@ class Contender:
     """One row of a tuning table: how its MetaSchedule cost model is made, and what it was trained on."""
 
     label: str
-    kind: str  # "tvm-xgb" | "tvm-random" | "checkpoint" | "registered"
+    kind: str  # "tvm-xgb" | "tvm-random" | "checkpoint" | "registered" | "factory"
     spec: str  # the name or checkpoint folder the user gave
     checkpoint: str | None = None
     online: bool = False  # refit on the run's own measurements
     trained_on: tuple[dict, ...] = ()  # hardware rows ({hw_id, hw_name, hw_arch}) of its training data
     trained_workloads: frozenset[str] = field(default_factory=frozenset)  # task ids it was fitted on
+    # kind "factory": makes the CostModel for each run (the leaderboard's sandboxed submissions), frozen
+    factory: Any = field(default=None, compare=False, repr=False)
 
     def describe(self) -> dict:
         return {"label": self.label, "kind": self.kind, "spec": self.spec, "checkpoint": self.checkpoint,
@@ -72,7 +74,9 @@ class Contender:
         from cwm_bench.model import create_model, load_checkpoint
         from cwm_bench.model.metaschedule import as_metaschedule_cost_model
 
-        if self.kind == "checkpoint":
+        if self.kind == "factory":
+            model, refit = self.factory(), 0
+        elif self.kind == "checkpoint":
             model, refit = load_checkpoint(self.checkpoint), 1 if self.online else 0
         else:
             model, refit = create_model(self.spec), 1

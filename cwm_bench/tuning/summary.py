@@ -196,7 +196,7 @@ def summarize_runs(runs: list[Run], reference: str = "ansor", budget: int = 64, 
                         trials_to_match(runs, label, reference_best, tolerance) if reference_best else None,
                         ", ".join(hardware), ", ".join(trained) or ("none (learns online)" if kind in (
                             "tvm-xgb", "registered") else "none" if kind == "tvm-random" else "unknown"),
-                        None if not seen or kind != "checkpoint" else not any(seen),
+                        None if not seen or kind not in ("checkpoint", "factory") else not any(seen),
                         bool(trained_arch) and trained_arch != tuned_arch))
     facts = {"reference": reference, "budget": budget, "tolerance": tolerance, "long_budget": long_budget,
              "long_budget_tasks": len(reference_best), "unfinished": [r.folder for r in runs if r.summary is None]}
