@@ -12,7 +12,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-# collect -> validate -> release (split columns + data card) -> train -> evaluate -> report; the world model
+# collect -> validate -> release (split columns + data card) -> train -> evaluate -> report -> submit -> leaderboard
+# render; the world model
 # is the committed checkpoint trained on the CPU release, scored zero-shot on the demo's tasks
 # (none of them among its training tasks)
 demo: $(VENV)/.installed
@@ -30,6 +31,16 @@ demo: $(VENV)/.installed
 		--label "world-model (committed checkpoint)"
 	$(BIN)/cwm-bench report $(DEMO_OUT)/results/ansor-xgb.json $(DEMO_OUT)/results/random.json \
 		$(DEMO_OUT)/results/world-model.json --png $(DEMO_OUT)/results/opa.png
+	rm -rf $(DEMO_OUT)/submissions && mkdir -p $(DEMO_OUT)/submissions/ansor-xgb
+	cp -r $(DEMO_OUT)/checkpoints/ansor-xgb $(DEMO_OUT)/submissions/ansor-xgb/checkpoint
+	cp leaderboard/demo/ansor-xgb.yaml $(DEMO_OUT)/submissions/ansor-xgb/model_meta.yaml
+	cp -r leaderboard/submissions/world-model $(DEMO_OUT)/submissions/world-model
+	$(BIN)/cwm-bench submit $(DEMO_OUT)/submissions/ansor-xgb --data $(DEMO_OUT)/release --split within_task \
+		--results $(DEMO_OUT)/leaderboard/results --force
+	$(BIN)/cwm-bench submit $(DEMO_OUT)/submissions/world-model --data $(DEMO_OUT)/release --split within_task \
+		--results $(DEMO_OUT)/leaderboard/results --force
+	$(BIN)/cwm-bench leaderboard render --results $(DEMO_OUT)/leaderboard/results \
+		--html $(DEMO_OUT)/leaderboard/index.html --markdown $(DEMO_OUT)/leaderboard/LEADERBOARD.md
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -142,7 +142,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;
   color:#222}
 h1{margin-bottom:.2rem} .sub{color:#666;margin-top:0}
-table{border-collapse:collapse;width:100%;margin:.6rem 0 1.6rem;font-size:.92rem}
+.scroll{overflow-x:auto} table{border-collapse:collapse;width:100%;margin:.6rem 0 1.6rem;font-size:.92rem}
 th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;white-space:nowrap}
 th{cursor:pointer;background:#f4f4f4;user-select:none} th:hover{background:#e8e8e8}
 th.sorted-asc::after{content:" ▲"} th.sorted-desc::after{content:" ▼"}
@@ -190,7 +190,8 @@ def _board_html(b: Board) -> str:
     heads += [_th(f"{m} {'↑' if METRIC_DIRECTION[m] == 'higher' else '↓'}", "num", METRIC_DIRECTION[m])
               for m in COLUMNS]
     heads += [_th("tasks", "num"), _th("programs", "num"), _th("parameters", "num"), _th("flag", "text")]
-    parts.append(f'<table class="board" data-board="{b.anchor}"><thead><tr>{"".join(heads)}</tr></thead><tbody>')
+    parts.append(f'<div class="scroll"><table class="board" data-board="{b.anchor}"><thead><tr>{"".join(heads)}</tr>'
+                 '</thead><tbody>')
     for e in b.entries:
         ev = e.evaluation
         cells = [f'<td class="num" data-v="{e.rank or ""}">{e.rank or "–"}</td>',
@@ -205,7 +206,7 @@ def _board_html(b: Board) -> str:
                   f'<td class="flag">{e_(_flag_text(e))}</td>']
         css = ' class="contaminated"' if e.flag == "contaminated" else ""
         parts.append(f"<tr{css}>{''.join(cells)}</tr>")
-    parts.append("</tbody></table>")
+    parts.append("</tbody></table></div>")
     return "\n".join(parts)
 
 

@@ -168,9 +168,9 @@ class SandboxedModel(CostModel):
         self.inputs = check_inputs(ready["inputs"])
         self.config = ready.get("config") or {}
         enforced = ready.get("enforced") or {}
-        self.isolation = {"process": "separate, own session", "user": user.pw_name if user else
-                          f"{pwd.getpwuid(os.geteuid()).pw_name} (no switch: not root, or {SANDBOX_USER} cannot "
-                          "read the Python installation)",
+        why = "not root" if os.geteuid() != 0 else f"{SANDBOX_USER} cannot read the Python installation"
+        self.isolation = {"process": "separate, own session",
+                          "user": user.pw_name if user else f"{pwd.getpwuid(os.geteuid()).pw_name} (no switch: {why})",
                           "network": ("new network namespace" if netns else "shared")
                           + (", TCP blocked (Landlock)" if enforced.get("tcp_blocked") else ""),
                           "filesystem": (f"Landlock ABI {enforced['landlock_abi']}: reads the Python installation, "

@@ -110,11 +110,12 @@ def submit(submission_dir, data_dirs, splits, private_dirs, live_budget, live_ta
     evaluations = []
     isolation: dict = {"kind": "predictions file (no code ran)"}
     model = None
+    model_config = None
     try:
         if submission.code is not None:
             click.echo(f"{meta.name} {meta.version}: starting the sandbox", err=True)
             model = open_model(submission, limits)
-            isolation = model.isolation
+            isolation, model_config = model.isolation, model.config
             click.echo(f"  model {model.name!r}, inputs {', '.join(sorted(model.inputs))}; "
                        f"{isolation['filesystem']}; user {isolation['user']}; network: {isolation['network']}",
                        err=True)
@@ -146,7 +147,8 @@ def submit(submission_dir, data_dirs, splits, private_dirs, live_budget, live_ta
         click.echo(f"  speedup over ansor {live['speedup_geomean']:.3f}x [{live['ci_low']:.3f}, "
                    f"{live['ci_high']:.3f}], wins {live['wins']:.0%} of {live['pairs']}")
     data = {"schema_version": RESULTS_SCHEMA_VERSION, "meta": meta.to_dict(), "evaluations": evaluations,
-            "live": live, "submitted_at": utc_now(), "submission_sha256": submission.digest(),
+            "live": live, "model_config": model_config, "submitted_at": utc_now(),
+            "submission_sha256": submission.digest(),
             "versions": package_versions(), "git_commit": git_commit(), "isolation": isolation}
     try:
         write_result(out_path, _finite_json(data), force)

@@ -33,6 +33,8 @@ class Page:
         self._ids = 0
 
     def __enter__(self) -> Page:
+        if chromium() is None:
+            raise RuntimeError("no chromium on PATH (.ci/run installs Debian's: apt-get install chromium)")
         self._process = subprocess.Popen(
             [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
              "--disable-background-networking", "--remote-debugging-port=0", f"--user-data-dir={self._profile}",

@@ -177,3 +177,22 @@ def test_private_scoring_is_refused_where_the_sandbox_could_read_it(submission, 
     monkeypatch.setattr(scoring, "isolation_available", lambda: {"landlock_abi": 0, "user": None,
                                                                  "network_namespace": False})
     assert "cannot keep submitted code from reading" in scoring.private_isolation_problem(str(tmp_path))
+
+
+def test_the_live_score_tunes_held_out_tasks_against_ansor(submission, tmp_path):
+    """4 real measurements on the cheapest held-out task, the sandboxed model scoring MetaSchedule's
+    candidates, against TVM's XGBModel with the same seed; the ansor run is reused by the next one."""
+    from cwm_bench.tuning.summary import load_runs
+
+    results, live_out = str(tmp_path / "results"), str(tmp_path / "live")
+    done = cli("submit", submission, "--data", RELEASE, "--split", "within_task", "--results", results,
+               "--live-budget", "4", "--live-tasks", "1", "--live-out", live_out, "--no-progress", cwd=ROOT,
+               timeout=600)
+    assert done.returncode == 0, done.stderr
+    live = result_of(results)["live"]
+    assert live["budget"] == 4 and len(live["tasks"]) == 1 and live["seeds"] == [0] and live["pairs"] == 1
+    assert live["speedup_geomean"] > 0 and live["ci_low"] <= live["speedup_geomean"] <= live["ci_high"]
+    runs = load_runs([live_out])
+    assert sorted(r.label for r in runs) == ["ansor", "my-lab/action-ridge@1.0"]
+    assert all(r.trials == 4 and r.summary for r in runs)
+    assert "H200" in live["trained_on"] and live["other_cpu"] is True  # trained on GPU rows, tuned on this CPU
