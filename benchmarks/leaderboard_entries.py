@@ -105,6 +105,9 @@ def main() -> None:
     args = parser.parse_args()
     for name in args.only:
         folder = prepare(name)
+        if os.path.exists(os.path.join("leaderboard", "results", f"cwm-bench__{name}", "0.1.json")) and not args.force:
+            print(f"{name}: already on the board (--force replaces it)")
+            continue
         command = [sys.executable, "-m", "cwm_bench.cli", "submit", folder, "--data", DATASET, "--split", SPLIT]
         if args.live and name in LIVE:
             command += ["--live-budget", "64", "--live-tasks", "2", "--live-seeds", "1"]

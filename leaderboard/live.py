@@ -44,10 +44,14 @@ def live_score(submission: Submission, limits: Limits, plan: LivePlan, progress:
     code = submission.code
     if code is None:
         raise ValueError("live tuning needs a code submission (a predictions file cannot score new candidates)")
-    label = f"{submission.meta.name}@{submission.meta.version}"
+    digest = submission.digest()
+    # the files' digest in the label: a changed submission (--force) never reuses the old one's runs
+    label = f"{submission.meta.name}@{submission.meta.version}+{digest[:8]}"
     opened: list[SandboxedModel] = []
 
     def factory() -> SandboxedModel:
+        for previous in opened:  # runs are sequential: the last run's sandbox is done
+            previous.close()
         model = SandboxedModel(submission.folder, code.include, code.checkpoint, code.module, limits,
                                label=submission.meta.name)
         opened.append(model)
@@ -56,7 +60,7 @@ def live_score(submission: Submission, limits: Limits, plan: LivePlan, progress:
     from cwm_bench.model.training_record import read_training
 
     training = read_training(submission.path(code.checkpoint)) or {}
-    contender = Contender(label, "factory", submission.folder, trained_on=tuple(training.get("hardware") or ()),
+    contender = Contender(label, "factory", f"sha256:{digest}", trained_on=tuple(training.get("hardware") or ()),
                           trained_workloads=frozenset(training.get("workload_ids") or ()), factory=factory)
     groups = [TuneGroup.task(w) for w in live_tasks(plan)]
     config = TuneConfig(budget=plan.budget)
@@ -70,8 +74,11 @@ def live_score(submission: Submission, limits: Limits, plan: LivePlan, progress:
     runs = [r for r in load_runs([plan.out_dir]) if r.label in (label, REFERENCE) and r.group in names
             and r.budget == plan.budget and r.seed < plan.seeds]
     rows, _ = summarize_runs(runs, reference=REFERENCE, budget=plan.budget)
-    row = next(r for r in rows if r.label == label)
-    return {"reference": REFERENCE, "budget": plan.budget, "tasks": [g.workloads[0].workload_id for g in groups],
+    row = next((r for r in rows if r.label == label), None)
+    if row is None:
+        raise ValueError(f"no finished live run of {label} under {plan.out_dir}")
+    return {"label": label, "reference": REFERENCE, "budget": plan.budget,
+            "tasks": [g.workloads[0].workload_id for g in groups],
             "seeds": list(range(plan.seeds)), "speedup_geomean": row.geomean, "ci_low": row.low, "ci_high": row.high,
             "wins": row.wins, "pairs": row.pairs, "tuned_on": row.hardware, "trained_on": row.trained_on,
             "zero_shot": row.zero_shot, "other_cpu": row.other_cpu,

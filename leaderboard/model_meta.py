@@ -140,8 +140,9 @@ def parse_model_meta(data: Any, source: str = "model_meta.yaml") -> ModelMeta:
     if not isinstance(data, dict):
         raise ModelMetaError(f"{source}: must hold a mapping of fields, got {type(data).__name__}")
     _check_fields(source, data, _TOP, _REQUIRED)
-    if not NAME_RE.match(data["name"]):
-        raise ModelMetaError(f"{source}.name: must be '<org>/<model>' (letters, digits, _ . -), got {data['name']!r}")
+    if not NAME_RE.match(data["name"]) or "__" in data["name"]:
+        raise ModelMetaError(f"{source}.name: must be '<org>/<model>' (letters, digits, _ . -; no '__', which "
+                             f"separates them in result paths), got {data['name']!r}")
     if not VERSION_RE.match(data["version"]):
         raise ModelMetaError(f"{source}.version: letters, digits and _ . + - only, got {data['version']!r}")
     authors = data["authors"]
@@ -192,10 +193,12 @@ def load_model_meta(path: str) -> ModelMeta:
     import yaml
 
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
     except OSError as exc:
         raise ModelMetaError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ModelMetaError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

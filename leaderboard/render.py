@@ -43,16 +43,25 @@ class Board:
     visibility: str
     dataset_id: str
     split: str
+    dataset_sha256: str = ""
     entries: list[Entry] = field(default_factory=list)
     noise: dict[str, Any] = field(default_factory=dict)
+    versioned: bool = False  # another board has the same dataset id with other data: say which
 
     @property
     def title(self) -> str:
-        return f"{self.dataset_id} · {self.split}" + (" (private test set)" if self.visibility == "private" else "")
+        data = f"{self.dataset_id} (data {self.dataset_sha256[:8]})" if self.versioned else self.dataset_id
+        return f"{data} · {self.split}" + (" (private test set)" if self.visibility == "private" else "")
 
     @property
     def anchor(self) -> str:
-        return "".join(ch if ch.isalnum() else "-" for ch in f"{self.visibility}-{self.dataset_id}-{self.split}")
+        name = f"{self.visibility}-{self.dataset_id}-{self.split}" + (f"-{self.dataset_sha256[:8]}" if self.versioned
+                                                                      else "")
+        return "".join(ch if ch.isalnum() else "-" for ch in name)
+
+
+def _fmt(value: Any, spec: str = ".3f", suffix: str = "") -> str:
+    return f"{value:{spec}}{suffix}" if isinstance(value, int | float) and math.isfinite(value) else "–"
 
 
 def _mean(e: Entry, metric: str) -> float | None:
@@ -67,16 +76,19 @@ def build_boards(results: list[dict[str, Any]]) -> tuple[list[Board], list[dict[
     for r in results:
         meta = r["meta"]
         for ev in r["evaluations"]:
-            key = (ev["visibility"], ev["dataset_id"], ev["split"])
+            key = (ev["visibility"], ev["dataset_id"], ev["split"], ev["dataset_sha256"])
             board = boards.setdefault(key, Board(*key))
             board.entries.append(Entry(meta["name"], meta["version"], meta["submission"]["kind"], meta["code_url"],
                                        meta["num_parameters"], ev, r["submitted_at"]))
-            if ev.get("noise", {}).get("oracle_opa") is not None:
+            if (ev.get("noise") or {}).get("oracle_opa") is not None:
                 board.noise = ev["noise"]
         if r.get("live"):
             live.append({"name": meta["name"], "version": meta["version"], **r["live"]})
-    ordered = sorted(boards.values(), key=lambda b: (b.visibility != "public", b.dataset_id, b.split))
+    ordered = sorted(boards.values(), key=lambda b: (b.visibility != "public", b.dataset_id, b.split,
+                                                     b.dataset_sha256))
     for board in ordered:
+        board.versioned = sum((b.visibility, b.dataset_id, b.split) == (board.visibility, board.dataset_id,
+                                                                         board.split) for b in ordered) > 1
         def order(e: Entry) -> tuple:
             value = _mean(e, RANK_METRIC)
             return (e.flag == "contaminated", -(value if value is not None else -math.inf), e.name, e.version)
@@ -86,7 +98,7 @@ def build_boards(results: list[dict[str, Any]]) -> tuple[list[Board], list[dict[
             if e.flag != "contaminated":
                 rank += 1
                 e.rank = rank
-    live.sort(key=lambda x: -(x.get("speedup_geomean") or 0))
+    live.sort(key=lambda x: -(x.get("speedup_geomean") or 0))  # undefined speedups last
     return ordered, live
 
 
@@ -104,7 +116,21 @@ def _flag_text(e: Entry) -> str:
         return "⚠ contaminated: " + "; ".join(e.evaluation.get("contamination") or [])
     if e.flag == "unchecked":
         return "⚠ unchecked"
+    if e.evaluation.get("checked_by") == "metadata":
+        return "declared clean (predictions: no checkpoint to check)"
     return ""
+
+
+def _noise_line(noise: dict) -> str:
+    return (f"two-run agreement {_fmt(noise.get('two_run_agreement'))}, estimated oracle OPA "
+            f"{_fmt(noise.get('oracle_opa'))}")
+
+
+def _live_cells(x: dict) -> tuple[str, str, str]:
+    """(speedup, CI, wins) as text; "–" where undefined (no finite pair)."""
+    return (_fmt(x.get("speedup_geomean"), suffix="×"),
+            f"[{_fmt(x.get('ci_low'))}, {_fmt(x.get('ci_high'))}]",
+            f"{_fmt(x.get('wins'), '.0%')} of {x.get('pairs', 0)}")
 
 
 def markdown(boards: list[Board], live: list[dict[str, Any]]) -> str:
@@ -112,8 +138,7 @@ def markdown(boards: list[Board], live: list[dict[str, Any]]) -> str:
     for b in boards:
         out.append(f"#### {b.title}\n")
         if b.noise.get("oracle_opa") is not None:
-            out.append(f"Noise reference: two-run agreement {b.noise['two_run_agreement']:.3f}, estimated oracle OPA "
-                       f"{b.noise['oracle_opa']:.3f}.\n")
+            out.append(f"Noise reference: {_noise_line(b.noise)}.\n")
         head = ["#", "model", "version", *(f"{m} ({'↑' if METRIC_DIRECTION[m] == 'higher' else '↓'})" for m in COLUMNS),
                 "tasks", "programs", "flag"]
         out.append("| " + " | ".join(head) + " |")
@@ -130,8 +155,8 @@ def markdown(boards: list[Board], live: list[dict[str, Any]]) -> str:
         out.append("| model | version | speedup [95% CI] | wins | budget | tasks × seeds | tuned on | trained on |")
         out.append("|---|---|---|---|---|---|---|---|")
         for x in live:
-            out.append(f"| {x['name']} | {x['version']} | {x['speedup_geomean']:.3f}× [{x['ci_low']:.3f}, "
-                       f"{x['ci_high']:.3f}] | {x['wins']:.0%} of {x['pairs']} | {x['budget']} | "
+            speedup, ci, wins = _live_cells(x)
+            out.append(f"| {x['name']} | {x['version']} | {speedup} {ci} | {wins} | {x['budget']} | "
                        f"{len(x['tasks'])} × {len(x['seeds'])} | {x['tuned_on']} | {x['trained_on']} |")
         out.append("")
     return "\n".join(out)
@@ -183,8 +208,9 @@ def _board_html(b: Board) -> str:
     e_ = html.escape
     parts = [f'<h2 id="{b.anchor}">{e_(b.title)}</h2>']
     if b.noise.get("oracle_opa") is not None:
-        parts.append(f'<p class="noise">Noise reference: two-run agreement {b.noise["two_run_agreement"]:.3f}; '
-                     f'estimated OPA of an oracle that knew the true latencies {b.noise["oracle_opa"]:.3f}.</p>')
+        parts.append(f'<p class="noise">Noise reference: {e_(_noise_line(b.noise))} (the OPA an oracle that knew '
+                     f'the true latencies would reach against these labels). Data sha256 {e_(b.dataset_sha256[:16])}.'
+                     '</p>')
     parts.append(_plot(b))
     heads = [_th("#", "num", "lower"), _th("model", "text"), _th("version", "text"), _th("kind", "text")]
     heads += [_th(f"{m} {'↑' if METRIC_DIRECTION[m] == 'higher' else '↓'}", "num", METRIC_DIRECTION[m])
@@ -253,11 +279,11 @@ def _live_html(live: list[dict[str, Any]]) -> str:
              _th("trained on", "text")]
     rows = []
     for x in live:
+        speedup, ci, wins = _live_cells(x)
         rows.append("<tr>" + "".join([
             f"<td>{e_(x['name'])}</td>", f"<td>{e_(x['version'])}</td>",
-            f'<td class="num" data-v="{_num(x["speedup_geomean"])}">{x["speedup_geomean"]:.3f}×</td>',
-            f"<td>[{x['ci_low']:.3f}, {x['ci_high']:.3f}]</td>",
-            f'<td class="num" data-v="{_num(x["wins"])}">{x["wins"]:.0%} of {x["pairs"]}</td>',
+            f'<td class="num" data-v="{_num(x.get("speedup_geomean"))}">{speedup}</td>', f"<td>{ci}</td>",
+            f'<td class="num" data-v="{_num(x.get("wins"))}">{wins}</td>',
             f'<td class="num" data-v="{x["budget"]}">{x["budget"]}</td>',
             f"<td>{len(x['tasks'])} × {len(x['seeds'])}</td>", f"<td>{e_(x['tuned_on'])}</td>",
             f"<td>{e_(x['trained_on'])}</td>"]) + "</tr>")

@@ -34,17 +34,34 @@ def check_writable(path: str, force: bool) -> None:
 
 
 def write_result(path: str, data: dict[str, Any], force: bool) -> None:
+    """Write `data` whole at `path`: serialized and checked before the disk is touched; without
+    `force`, a file that appeared meanwhile (a concurrent submit) is never replaced."""
     check_writable(path, force)
     validate_result(data, path)
+    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
     folder = os.path.dirname(path)
+    created = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=".partial-", suffix=".json", dir=folder)
     try:
         with os.fdopen(handle, "w") as out:
-            json.dump(data, out, indent=1, sort_keys=True, allow_nan=False)
-            out.write("\n")
+            out.write(text)
         os.chmod(staging, 0o644)
-        os.replace(staging, path)
+        if force:
+            os.replace(staging, path)
+        else:
+            try:
+                os.link(staging, path)  # fails if the file exists: first writer wins
+            except FileExistsError:
+                raise ResultExistsError(f"{path} appeared while this submission was scored; nothing was "
+                                        "replaced (pass --force to replace it)") from None
+    except BaseException:
+        if created and os.path.isdir(folder):
+            if os.path.exists(staging):
+                os.unlink(staging)
+            if not os.listdir(folder):
+                os.rmdir(folder)
+        raise
     finally:
         if os.path.exists(staging):
             os.unlink(staging)
@@ -65,10 +82,21 @@ def validate_result(data: Any, where: str) -> None:
                                      f"{RESULTS_SCHEMA_VERSION!r}")
     if not isinstance(data["evaluations"], list) or not all(isinstance(e, dict) for e in data["evaluations"]):
         raise LeaderboardResultError(f"{where}: evaluations must be a list of objects")
+    meta = data["meta"]
+    if not isinstance(meta, dict) or any(k not in meta for k in ("name", "version", "code_url", "num_parameters",
+                                                                 "submission")):
+        raise LeaderboardResultError(f"{where}: meta must hold name, version, code_url, num_parameters, submission")
     for e in data["evaluations"]:
         for key in ("dataset_id", "dataset_sha256", "visibility", "split", "metrics", "contaminated"):
             if key not in e:
                 raise LeaderboardResultError(f"{where}: an evaluation lacks {key!r}")
+        if not isinstance(e["metrics"], dict):
+            raise LeaderboardResultError(f"{where}: an evaluation's metrics must be an object")
+    live = data["live"]
+    if live is not None and (not isinstance(live, dict) or any(k not in live for k in (
+            "speedup_geomean", "ci_low", "ci_high", "wins", "pairs", "budget", "tasks", "seeds"))):
+        raise LeaderboardResultError(f"{where}: live must be null or hold speedup_geomean, ci_low, ci_high, wins, "
+                                     "pairs, budget, tasks, seeds")
 
 
 def load_results(results_dir: str) -> list[dict[str, Any]]:

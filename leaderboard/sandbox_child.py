@@ -1,10 +1,11 @@
 """The sandboxed side of leaderboard scoring: `python -m cwm_bench.leaderboard.sandbox_child`.
 
 Started by `cwm_bench.leaderboard.sandbox.SandboxedModel` with the limits already set (rlimits, user,
-network namespace). It restricts itself further (Landlock: read only the Python installation, its
-submission copy and its inputs; write only its scratch folder; no TCP), then imports the submitted
-code, loads the checkpoint, and answers score requests over two pipes. Only numbers go back: a JSON
-header and raw float64 scores (never pickle, which the harness would have to unpickle).
+network namespace). It restricts itself further (Landlock: read only the Python installation, /proc,
+its submission copy and its inputs; write only its scratch folder; no TCP), reports what held, then
+imports the submitted code, loads the checkpoint, and answers score requests over two pipes. Only
+numbers go back: a JSON header and raw float64 scores (never pickle, which the harness would have to
+unpickle).
 
 Argv: READ_FD WRITE_FD SPEC_JSON, where SPEC_JSON holds include, module, checkpoint, scratch,
 read_only (extra folders) and landlock (bool).
@@ -88,21 +89,28 @@ def main(argv: list[str]) -> int:
     os.chdir(spec["scratch"])
     sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
     # what scoring needs from our side, imported before the restriction and before any submitted code
+    import socket
+
     import numpy as np
     import pyarrow as pa
 
     from cwm_bench.model.records import Records
 
+    try:  # a fresh network namespace has only the loopback interface
+        interfaces = sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        interfaces = None
     enforced: dict = {"landlock_abi": 0}
     if spec.get("landlock"):
         from cwm_bench.leaderboard.landlock import LandlockError, restrict
 
         try:
-            enforced = restrict(_python_folders() + spec.get("read_only", []),
-                                [spec["scratch"], "/dev/null", "/dev/shm"])
+            enforced = restrict(_python_folders() + spec.get("read_only", []), [spec["scratch"], "/dev/null"])
         except LandlockError as exc:
             send(write_fd, {"error": f"sandbox: {exc}"})
             return 3
+    # what held, reported before any submitted code runs (which could forge later messages)
+    send(write_fd, {"sandboxed": True, "enforced": enforced, "interfaces": interfaces})
     try:
         model = _load(spec)
     except BaseException as exc:  # noqa: BLE001  (whatever the submission raises is reported, not raised)

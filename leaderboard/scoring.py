@@ -34,6 +34,7 @@ class Evaluation:
     metrics: dict[str, dict[str, float | None]]
     contaminated: bool | None  # None: nothing says what the model trained on
     contamination: list[str] = field(default_factory=list)  # why (empty when clean)
+    checked_by: str = "metadata"  # "metadata" (predictions) or "metadata + checkpoint ids"
     noise: dict[str, float | None] = field(default_factory=dict)  # two-run agreement, oracle estimate
     model: str = ""
     inputs: list[str] = field(default_factory=list)
@@ -46,7 +47,7 @@ class Evaluation:
 
 def private_isolation_problem(private_dir: str) -> str | None:
     """Why the sandbox could read `private_dir` here (so scoring on it must be refused), or None."""
-    from cwm_bench.leaderboard.sandbox import _readable_by_others
+    from cwm_bench.leaderboard.sandbox import traversable_by_others
     from cwm_bench.leaderboard.sandbox_child import sandbox_read_folders
 
     real = os.path.realpath(private_dir)
@@ -57,8 +58,8 @@ def private_isolation_problem(private_dir: str) -> str | None:
     available = isolation_available()
     if available["landlock_abi"]:
         return None
-    if available["user"] and not _readable_by_others(private_dir):
-        return None
+    if available["user"] and not traversable_by_others(private_dir):
+        return None  # the folder or one above it is closed to "others": nobody cannot reach a file inside
     return (f"this machine cannot keep submitted code from reading {private_dir} (no Landlock, and no switch to an "
             "unprivileged user that the folder's permissions exclude)")
 
@@ -95,6 +96,7 @@ def evaluate(submission: Submission, data_dir: str, split: str, visibility: str,
     contaminated: bool | None = bool(declared)
     started = time.perf_counter()
     if model is not None:
+        model.quiet_errors = visibility == "private"
         training = read_training(submission.path(submission.code.checkpoint))
         shared = overlap(training, split, test.task_ids, test.record_ids, trained=True)
         if shared.contaminated:
@@ -104,10 +106,10 @@ def evaluate(submission: Submission, data_dir: str, split: str, visibility: str,
             reasons.append(f"unchecked: {shared.describe()}")
             contaminated = None
         scores = model.score(test.records)
-        name, used = model.name, sorted(model.inputs)
+        name, used, checked_by = model.name, sorted(model.inputs), "metadata + checkpoint ids"
     else:
         scores = read_predictions(submission.path(submission.predictions.file), test.record_ids)
-        name, used = submission.meta.model, ["predictions file"]
+        name, used, checked_by = submission.meta.model, ["predictions file"], "metadata"
     seconds = time.perf_counter() - started
     noise = dataset_noise_reference(data_dir, test.task_ids)
     oracle = noise.get("oracle_opa") if noise else None
@@ -116,8 +118,8 @@ def evaluate(submission: Submission, data_dir: str, split: str, visibility: str,
          "task_weight": test.task_weights()})
     return Evaluation(dataset_id, digest, visibility, split, side, metrics["num_tasks"], metrics["num_programs"],
                       {m: _finite(metrics[m]) for m in TASK_METRICS}, contaminated, reasons,
-                      {"two_run_agreement": noise.get("two_run_agreement") if noise else None,
-                       "oracle_opa": oracle}, name, used, round(seconds, 3))
+                      checked_by, {"two_run_agreement": noise.get("two_run_agreement") if noise else None,
+                                   "oracle_opa": oracle}, name, used, round(seconds, 3))
 
 
 def _finite(entry: dict) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,7 @@ def load_submission(folder: str) -> Submission:
     meta_path = os.path.join(folder, META_FILE)
     if not os.path.exists(meta_path):
         raise SubmissionFormatError(f"{folder}: no {META_FILE} (leaderboard/README.md shows one)")
+    _refuse_special_files(folder)
     meta = load_model_meta(meta_path)
     submission = Submission(os.path.abspath(folder), meta)
     sub = meta.submission
@@ -79,6 +81,28 @@ def load_submission(folder: str) -> Submission:
         if not os.path.isfile(submission.path(sub.file)):
             raise ModelMetaError(f"{meta_path}.submission.file: {sub.file} is not in the submission")
     return submission
+
+
+MAX_SUBMISSION_BYTES = 2 << 30
+
+
+def _refuse_special_files(folder: str, limit: int = MAX_SUBMISSION_BYTES) -> None:
+    """Only plain files and folders: a symlink could make the harness copy (and hand the sandbox) a
+    file from anywhere, a FIFO would hang it, a device would fill its disk."""
+    total = 0
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                raise SubmissionFormatError(f"{path}: a symbolic link; a submission holds plain files only")
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise SubmissionFormatError(f"{path}: not a plain file or folder")
+            if stat.S_ISREG(mode):
+                total += os.lstat(path).st_size
+    if total > limit:
+        raise SubmissionFormatError(f"{folder}: {total / 2**30:.1f} GiB; a submission may hold at most "
+                                    f"{limit / 2**30:.0f} GiB")
 
 
 def _refuse_pickles(folder: str) -> None:

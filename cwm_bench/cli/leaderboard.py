@@ -47,11 +47,12 @@ def submit(submission_dir, data_dirs, splits, private_dirs, live_budget, live_ta
 
     SUBMISSION_DIR holds model_meta.yaml (leaderboard/README.md) and either code (a plugin module, package
     or wheel plus a checkpoint) or a predictions file (record_id,score for one public test side).
-    Code runs in a separate process with CPU, wall-time and memory limits, without network, unable to
-    read anything but the Python installation, its own copy and the inputs it is handed (Landlock; as
-    user nobody where possible); it sees only the columns it declares, never labels. Only scores come
-    back, checked for count and finiteness. A model whose checkpoint trained on the evaluated tasks or
-    records, or whose metadata says so, is marked contaminated and not ranked.
+    Code runs in a separate process with CPU, wall-time and memory limits, in a new network namespace
+    (as root) with TCP blocked, unable to read anything but the Python installation, /proc, its own
+    copy and the inputs it is handed (Landlock; as user nobody where possible; refused where neither
+    holds); it sees only the columns it declares, never labels. Only scores come back, checked for
+    count and finiteness. A model whose checkpoint trained on the evaluated tasks or records, or whose
+    metadata says so, is marked contaminated and not ranked. leaderboard/README.md has the details.
 
     \b
       cwm-bench submit leaderboard/submissions/world-model --split by_network
@@ -125,13 +126,12 @@ def submit(submission_dir, data_dirs, splits, private_dirs, live_budget, live_ta
             evaluations.append(ev.to_dict())
             mark = ("  [CONTAMINATED: " + "; ".join(ev.contamination) + "]" if ev.contaminated else
                     "  [unchecked]" if ev.contaminated is None else "")
-            opa = ev.metrics["opa"]
-            click.echo(f"  OPA {opa['mean']:.4f} [{opa['ci_low']:.4f}, {opa['ci_high']:.4f}] over "
-                       f"{ev.num_tasks} tasks, {ev.num_programs:,} programs{mark}")
+            click.echo(f"  OPA {_interval(ev.metrics['opa'])} over {ev.num_tasks} tasks, {ev.num_programs:,} "
+                       f"programs{mark}")
     except (SubmissionError, SubmissionFormatError) as exc:
         raise click.ClickException(f"{one_line(exc)}; nothing was written") from None
-    except (NotADatasetError, ValueError) as exc:
-        raise click.ClickException(one_line(exc)) from None
+    except (NotADatasetError, ValueError, OSError) as exc:
+        raise click.ClickException(f"{one_line(exc)}; nothing was written") from None
     finally:
         if model is not None:
             model.close()
@@ -142,19 +142,26 @@ def submit(submission_dir, data_dirs, splits, private_dirs, live_budget, live_ta
         try:
             live = live_score(submission, limits, LivePlan(live_budget, live_tasks, live_seeds, live_out),
                               progress=not no_progress)
-        except (SubmissionError, ValueError) as exc:
-            raise click.ClickException(f"live tuning: {one_line(exc)}; nothing was written") from None
-        click.echo(f"  speedup over ansor {live['speedup_geomean']:.3f}x [{live['ci_low']:.3f}, "
-                   f"{live['ci_high']:.3f}], wins {live['wins']:.0%} of {live['pairs']}")
+        except Exception as exc:  # noqa: BLE001  (TVM wraps the model's errors in its own: one line either way)
+            raise click.ClickException(f"live tuning: {type(exc).__name__}: {one_line(exc)[:400]}; nothing was "
+                                       "written") from None
+        click.echo(f"  speedup over ansor {_interval({'mean': live['speedup_geomean'], **live}, 'x')}, wins "
+                   f"{live['wins'] if live['wins'] is None else format(live['wins'], '.0%')} of {live['pairs']}")
     data = {"schema_version": RESULTS_SCHEMA_VERSION, "meta": meta.to_dict(), "evaluations": evaluations,
             "live": live, "model_config": model_config, "submitted_at": utc_now(),
             "submission_sha256": submission.digest(),
             "versions": package_versions(), "git_commit": git_commit(), "isolation": isolation}
     try:
         write_result(out_path, _finite_json(data), force)
-    except ResultExistsError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ResultExistsError, OSError, ValueError, TypeError) as exc:
+        raise click.ClickException(f"{out_path}: {one_line(exc)}") from None
     click.echo(f"wrote {out_path}")
+
+
+def _interval(m: dict, unit: str = "") -> str:
+    """"0.7512 [0.7260, 0.7770]", with "n/a" for undefined values (e.g. OPA where no pair differs)."""
+    f = lambda v: "n/a" if v is None else f"{v:.4f}{unit}"  # noqa: E731
+    return f"{f(m.get('mean'))} [{f(m.get('ci_low'))}, {f(m.get('ci_high'))}]"
 
 
 def _has_splits(folder: str) -> bool:

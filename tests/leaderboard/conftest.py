@@ -48,6 +48,10 @@ def private_set(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def scored(submission, private_set, tmp_path_factory) -> str:
     """A results folder holding the valid submission's result (public within_task + private)."""
+    from cwm_bench.leaderboard.sandbox import filesystem_isolation_problem
+
+    if filesystem_isolation_problem():
+        pytest.skip(filesystem_isolation_problem())
     results = str(tmp_path_factory.mktemp("results") / "results")
     done = cli("submit", submission, "--data", RELEASE, "--split", "within_task", "--private", private_set,
                "--results", results, cwd=ROOT)

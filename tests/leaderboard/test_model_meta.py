@@ -71,3 +71,8 @@ def test_declared_training_overlap():
 def test_every_metric_has_a_direction():
     assert set(METRIC_DIRECTION) == set(TASK_METRICS)
     assert set(METRIC_DIRECTION.values()) <= {"higher", "lower"}
+
+
+def test_org_and_model_cannot_collide_in_result_paths():
+    with pytest.raises(ModelMetaError, match="no '__'"):
+        parse_model_meta(_with(lambda d: d.update(name="a__b/c")))
