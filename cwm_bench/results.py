@@ -53,7 +53,7 @@ class EvaluationResult:
     contaminated: bool | None = False
 
     def to_dict(self) -> dict[str, Any]:
-        return _nan_to_none(dataclasses.asdict(self))
+        return nan_to_none(dataclasses.asdict(self))
 
     def write(self, path: str) -> None:
         data = self.to_dict()
@@ -112,13 +112,14 @@ def _is_number_or_null(value: Any) -> bool:
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
-def _nan_to_none(value: Any) -> Any:
+def nan_to_none(value: Any) -> Any:
+    """`value` with every non-finite float (in dicts and lists too) replaced by None, for JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
+        return {k: nan_to_none(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
+        return [nan_to_none(v) for v in value]
     return value
 
 

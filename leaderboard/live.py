@@ -58,12 +58,10 @@ def live_score(submission: Submission, limits: Limits, plan: LivePlan, progress:
         return model
 
     from cwm_bench.model.training_record import read_training
-    from cwm_bench.tuning.contenders import _hardware_of_dataset
+    from cwm_bench.tuning.contenders import training_hardware
 
     training = read_training(submission.path(code.checkpoint)) or {}
-    # older training records name their dataset only: its hardware, when that dataset is here
-    hardware = training.get("hardware") or _hardware_of_dataset(training.get("dataset_id"))
-    contender = Contender(label, "factory", f"sha256:{digest}", trained_on=tuple(hardware),
+    contender = Contender(label, "factory", f"sha256:{digest}", trained_on=training_hardware(training),
                           trained_workloads=frozenset(training.get("workload_ids") or ()), factory=factory)
     groups = [TuneGroup.task(w) for w in live_tasks(plan)]
     config = TuneConfig(budget=plan.budget)

@@ -48,9 +48,10 @@ def receive(fd: int) -> tuple[dict, bytes]:
     return header, payload
 
 
-def _python_folders() -> list[str]:
-    """What imports need: the interpreter's prefixes, sys.path, the installed cwm_bench (an editable
-    install maps its packages to source folders), and the system's shared libraries."""
+def sandbox_read_folders() -> list[str]:
+    """What the sandbox may read besides its own copy and inputs, i.e. what imports need: the
+    interpreter's prefixes, sys.path, the installed cwm_bench (an editable install maps its packages
+    to source folders), and the system's shared libraries."""
     import importlib.util
 
     folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
@@ -63,11 +64,6 @@ def _python_folders() -> list[str]:
     folders.update(["/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/localtime", "/proc", "/sys/devices/system/cpu",
                     "/dev/urandom", "/dev/random"])
     return sorted(folders)
-
-
-def sandbox_read_folders() -> list[str]:
-    """The folders the sandbox may read besides its own copy and inputs (for the harness's checks)."""
-    return _python_folders()
 
 
 def _load(spec: dict):
@@ -105,7 +101,7 @@ def main(argv: list[str]) -> int:
         from cwm_bench.leaderboard.landlock import LandlockError, restrict
 
         try:
-            enforced = restrict(_python_folders() + spec.get("read_only", []), [spec["scratch"], "/dev/null"])
+            enforced = restrict(sandbox_read_folders() + spec.get("read_only", []), [spec["scratch"], "/dev/null"])
         except LandlockError as exc:
             send(write_fd, {"error": f"sandbox: {exc}"})
             return 3

@@ -80,7 +80,7 @@ def evaluate(submission: Submission, data_dir: str, split: str, visibility: str,
     from cwm_bench.model.contamination import overlap
     from cwm_bench.model.training_record import read_training
     from cwm_bench.noise import dataset_noise_reference
-    from cwm_bench.results import dataset_digest
+    from cwm_bench.results import dataset_digest, nan_to_none
 
     dataset_id = os.path.basename(os.path.normpath(os.path.abspath(data_dir)))
     side = "all" if split == "all" else "test"
@@ -117,13 +117,9 @@ def evaluate(submission: Submission, data_dir: str, split: str, visibility: str,
         {"task_id": test.task_ids, "y_true_latency": test.latency_s, "y_score": np.asarray(scores, np.float64),
          "task_weight": test.task_weights()})
     return Evaluation(dataset_id, digest, visibility, split, side, metrics["num_tasks"], metrics["num_programs"],
-                      {m: _finite(metrics[m]) for m in TASK_METRICS}, contaminated, reasons,
+                      {m: nan_to_none(metrics[m]) for m in TASK_METRICS}, contaminated, reasons,
                       checked_by, {"two_run_agreement": noise.get("two_run_agreement") if noise else None,
                                    "oracle_opa": oracle}, name, used, round(seconds, 3))
-
-
-def _finite(entry: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in entry.items()}
 
 
 __all__ = ["Evaluation", "Limits", "SubmissionError", "evaluate", "open_model", "private_isolation_problem"]

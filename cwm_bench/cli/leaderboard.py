@@ -71,7 +71,7 @@ def submit(submission_dir, data_dirs, splits, private_dirs, live_budget, live_ta
     from cwm_bench.leaderboard.sandbox import Limits, SubmissionError
     from cwm_bench.leaderboard.scoring import evaluate, open_model, private_isolation_problem
     from cwm_bench.leaderboard.submission import SubmissionFormatError, load_submission
-    from cwm_bench.results import git_commit, package_versions, utc_now
+    from cwm_bench.results import git_commit, nan_to_none, package_versions, utc_now
     from cwm_bench.rows.integrity import one_line
     from cwm_bench.rows.reader import NotADatasetError
 
@@ -152,7 +152,7 @@ def submit(submission_dir, data_dirs, splits, private_dirs, live_budget, live_ta
             "submission_sha256": submission.digest(),
             "versions": package_versions(), "git_commit": git_commit(), "isolation": isolation}
     try:
-        write_result(out_path, _finite_json(data), force)
+        write_result(out_path, nan_to_none(data), force)
     except (ResultExistsError, OSError, ValueError, TypeError) as exc:
         raise click.ClickException(f"{out_path}: {one_line(exc)}") from None
     click.echo(f"wrote {out_path}")
@@ -171,18 +171,6 @@ def _has_splits(folder: str) -> bool:
 
     files = table_files(folder, "records")
     return bool(files) and "split_by_network" in pq.ParquetFile(files[0]).schema_arrow.names
-
-
-def _finite_json(value):
-    import math
-
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
-    return value
 
 
 @main.group()

@@ -131,9 +131,14 @@ def _checkpoint(folder: str, label: str, online: bool) -> Contender:
         training = read_training(folder) or {}
     except CheckpointError as exc:
         raise ContenderError(str(exc)) from None
-    return Contender(label or name, "checkpoint", folder, os.path.abspath(folder), online,
-                     tuple(training.get("hardware") or _hardware_of_dataset(training.get("dataset_id"))),
+    return Contender(label or name, "checkpoint", folder, os.path.abspath(folder), online, training_hardware(training),
                      frozenset(training.get("workload_ids") or ()))
+
+
+def training_hardware(training: dict) -> tuple[dict, ...]:
+    """The hardware rows a checkpoint's training.json says it trained on (older records name only
+    their dataset: then that dataset's hardware, when it is under ./datasets)."""
+    return tuple(training.get("hardware") or _hardware_of_dataset(training.get("dataset_id")))
 
 
 def _hardware_of_dataset(dataset_id: str | None) -> list[dict]:
