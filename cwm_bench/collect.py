@@ -1,26 +1,36 @@
 """The collection pipeline: workload -> candidates -> build -> measure -> rows, one batch at a time.
 
-Builds of a batch run in parallel; measurement waits until they are done, because on a small
-machine a compile on the other core would disturb the timings. Every batch is one atomic shard, so
-a killed collection loses at most the batch in flight and resumes where it stopped.
+Builds of a batch run in parallel. Serially (the default where overlap is not verified), measurement
+waits until they are done, because a compile on another core can disturb the timings. Pipelined
+(`overlap=True`), the measuring worker is pinned to its own cores (`measure_cores`) and, while batch
+k is measured, batch k+1 is searched and built on the other cores; the search then knows the
+measurements up to batch k-1 (the cost model lags one batch). Once batch k is measured, the
+measuring cores build too, until batch k+1 is built. Every row's protocol says whether its batch
+overlapped a search or build (`overlapped_build`). Every batch is one atomic shard, so a killed
+collection loses at most the batches in flight and resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from cwm_bench.build.builder import ParallelBuilder
+from cwm_bench.build.builder import BuildResult, ParallelBuilder
 from cwm_bench.candidates.actions import replay_trace
 from cwm_bench.candidates.generate import Candidate, CandidateGenerator, SearchConfig
 from cwm_bench.hardware import HardwareDescriptor, target_for
+from cwm_bench.measure.cores import usable_cpus
 from cwm_bench.measure.protocol import MeasureProtocol
 from cwm_bench.measure.rpc import RpcConfig
 from cwm_bench.measure.rpc_runner import RpcRunner
@@ -41,6 +51,10 @@ class CollectConfig:
     protocol: MeasureProtocol = field(default_factory=MeasureProtocol)
     search: SearchConfig = field(default_factory=SearchConfig)
     rpc: RpcConfig | None = None  # measure on the RPC servers of a tracker instead of this machine
+    # Local measurement pinned to these cores (its thread pool sized to them); the other cores search
+    # and build. None: every core, between builds.
+    measure_cores: tuple[int, ...] | None = None
+    overlap: bool = False  # search and build batch k+1 while batch k is measured
 
     def __post_init__(self) -> None:
         problems = config_problems(self)
@@ -66,6 +80,10 @@ def config_problems(config: CollectConfig) -> list[str]:
         (p.warmup_runs >= 0, f"warmup_runs {p.warmup_runs} (must be >= 0)"),
         (0.0 <= p.check_fraction <= 1.0, f"check_fraction {p.check_fraction} (must be in [0, 1])"),
         (p.timeout_s > 0, f"timeout_s {p.timeout_s} (must be > 0)"),
+        (not config.overlap or config.rpc is not None or bool(config.measure_cores),
+         "overlap measures on its own cores: set measure_cores (or measure over RPC)"),
+        (config.measure_cores is None or config.rpc is None,
+         "measure_cores is for measuring on this machine, not over RPC"),
     ]
     return [message for ok, message in checks if not ok]
 
@@ -88,6 +106,20 @@ def _task_seed(seed: int, workload_id: str, already: int) -> int:
     return int.from_bytes(digest[:4], "little") % (2**31 - 2) + 1
 
 
+@dataclass
+class _Batch:
+    """One batch on its way through the pipeline: searched, then built, then measured, then written."""
+
+    workload: Workload
+    generator: CandidateGenerator
+    candidates: list[Candidate]
+    check: np.ndarray
+    reference: str | None
+    builds: list[BuildResult] = field(default_factory=list)
+    measured: Future | None = None
+    overlapped: bool = False  # a search or build ran while it was measured
+
+
 class Collector:
     """Runs the pipeline for a list of workloads on one hardware into one dataset folder.
 
@@ -97,6 +129,13 @@ class Collector:
                  on_records: Callable[[int, str], None] | None = None, log: Callable[[str], None] = print):
         self.hardware = hardware
         self.config = config
+        self.measure_cpus = set(config.measure_cores) if config.measure_cores else None
+        self.build_cpus = set(usable_cpus()) - self.measure_cpus if self.measure_cpus else None
+        if self.measure_cpus and hardware.kind == "cpu" and hardware.num_cores != len(self.measure_cpus):
+            raise ValueError(f"the hardware descriptor says {hardware.num_cores} cores but measurement is pinned "
+                             f"to {len(self.measure_cpus)}: describe what measures (detect_cpu(num_cores))")
+        if self.build_cpus is not None and not self.build_cpus:
+            raise ValueError("measure_cores leave no core to build on")
         self.target = target_for(hardware)
         self.target_json = str(self.target)
         self.protocol_json = config.protocol.to_json()
@@ -104,7 +143,11 @@ class Collector:
         self.log = log
         self._builder: ParallelBuilder | None = None
         self._runner: Runner | RpcRunner | None = None
+        self._measurer: ThreadPoolExecutor | None = None
+        self._in_flight: _Batch | None = None  # measuring now (pipelined)
+        self._own_affinity: set[int] | None = None
         self.stage_seconds: Counter = Counter()  # wall time per pipeline stage, for benchmarks
+        self.batches = Counter()  # "overlapped" / "alone": how the batches were measured
         # Last: locks the folder (DatasetBusyError while another process writes to it).
         self.store = DatasetStore(out_dir, provenance(hardware, self.target_json, self.protocol_json))
 
@@ -132,8 +175,26 @@ class Collector:
         known = self.store.known_keys("workloads")
         self.store.write("workloads", [workload_row(w) for w in workloads if w.workload_id not in known])
         try:
-            for workload in workloads:
-                self._collect_task(workload)
+            self._start_workers()
+            batches = (batch for w in workloads for batch in self._task_batches(w))
+            while True:
+                pending = self._in_flight
+                measuring = not self._measuring_cores_idle()
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                if pending is not None and measuring:
+                    pending.overlapped = True  # the next batch was searched, and is built, beside it
+                with self._stage("build"):
+                    batch.builds = self.builder.build([(c.program_hash, c.mod) for c in batch.candidates],
+                                                      lender_free=self._measuring_cores_idle)
+                if pending is not None:
+                    self._finish(pending)
+                self._start_measuring(batch)
+                if not self.config.overlap:
+                    self._finish(batch)
+            if self._in_flight is not None:
+                self._finish(self._in_flight)
         finally:
             self.close()
         return self.summaries(workloads)
@@ -152,16 +213,39 @@ class Collector:
         return list(out.values())
 
     def close(self) -> None:
+        if self._measurer is not None:
+            self._measurer.shutdown(wait=False, cancel_futures=True)
+            self._measurer = None
         if self._builder is not None:
             self._builder.close()
             self._builder = None
         if self._runner is not None:
             self._runner.close()
             self._runner = None
+        if self._own_affinity is not None:
+            os.sched_setaffinity(0, self._own_affinity)
+            self._own_affinity = None
         self.store.close()
 
-    # -- one task ------------------------------------------------------------------------------
-    def _collect_task(self, w: Workload) -> None:
+    # -- the pipeline --------------------------------------------------------------------------
+    def _start_workers(self) -> None:
+        """Pin this process (the search) to the build cores and start all workers at once."""
+        if self.build_cpus:
+            self._own_affinity = set(os.sched_getaffinity(0))
+            os.sched_setaffinity(0, self.build_cpus)
+        if self.config.overlap:
+            self._measurer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cwm-measure")
+            runner = self.runner
+            if isinstance(runner, Runner):  # its TVM import overlaps the build workers' imports
+                self._measurer.submit(runner.worker.ensure_started)
+        self.builder.spawn()  # their imports overlap the first task's design-space generation
+
+    def _measuring_cores_idle(self) -> bool:
+        pending = self._in_flight
+        return pending is None or pending.measured is None or pending.measured.done()
+
+    def _task_batches(self, w: Workload) -> Iterator[_Batch]:
+        """The batches of one task, searched one at a time (each as the pipeline asks for it)."""
         cfg = self.config
         progress = self.store.progress(self.hardware.hw_id).get(w.workload_id)
         done = progress.count if progress else 0
@@ -170,7 +254,7 @@ class Collector:
         by_origin = dict(progress.by_origin) if progress else {}
         with self._stage("search"):
             generator = CandidateGenerator(w, self.target, seed=_task_seed(cfg.seed, w.workload_id, done),
-                                           config=cfg.search)
+                                           config=self._search_config())
             if progress:
                 generator.remember(sorted(progress.program_hashes))
                 self._replay_history(generator, w)
@@ -193,17 +277,60 @@ class Collector:
             check = rng.random(len(candidates)) < cfg.protocol.check_fraction
             if check.any() and reference is None:
                 reference = self._build_reference(w)
-            rows = self._measure_batch(w, candidates, check, reference)
-            with self._stage("write"):
-                self.store.write("records", rows)
-            with self._stage("search"):
-                generator.observe(candidates, [r["latency_s"] for r in rows])
             for c in candidates:
                 by_origin[c.origin] = by_origin.get(c.origin, 0) + 1
-            done += len(rows)
-            self.on_records(len(rows), w.task_name)
+            done += len(candidates)  # every candidate becomes a row, measured or not
+            yield _Batch(w, generator, candidates, check, reference)
         if done < cfg.per_task:
             self.log(f"{w.task_name}: only {done} distinct programs found (asked for {cfg.per_task})")
+
+    def _search_config(self) -> SearchConfig:
+        if self.build_cpus:  # the search's own thread pool stays on the build cores
+            return dataclasses.replace(self.config.search, num_threads=len(self.build_cpus))
+        return self.config.search
+
+    def _start_measuring(self, batch: _Batch) -> None:
+        arg_specs = [(list(a.shape), a.dtype) for a in batch.workload.args]
+        wid = batch.workload.workload_id
+        items = [MeasureItem(b.key, b.lib_path, wid, arg_specs, batch.reference if flag else None)
+                 for b, flag in zip(batch.builds, batch.check, strict=True) if b.status == "ok" and b.lib_path]
+        if self._measurer is not None:
+            batch.measured = self._measurer.submit(self._measure, items)
+            self._in_flight = batch
+        else:
+            batch.measured = Future()
+            batch.measured.set_result(self._measure(items))
+
+    def _measure(self, items: list[MeasureItem]) -> dict[str, MeasureResult]:
+        with self._stage("measure"):
+            return {r.key: r for r in self.runner.measure(items)}
+
+    def _finish(self, batch: _Batch) -> None:
+        """Wait for a batch's measurements, write its rows, and teach its task's search."""
+        assert batch.measured is not None
+        with self._stage("wait"):  # pipelined: the time search and builds spent waiting for measurement
+            measured = batch.measured.result()
+        if self._in_flight is batch:
+            self._in_flight = None
+        self.builder.discard(batch.builds)
+        self.batches["overlapped" if batch.overlapped else "alone"] += 1
+        self.stage_seconds["kernel"] += sum(sum(r.latencies_s) for r in measured.values())
+        protocol_json = json.dumps({**json.loads(self.protocol_json), "overlapped_build": batch.overlapped},
+                                   sort_keys=True)
+        rows = []
+        for c, b in zip(batch.candidates, batch.builds, strict=True):
+            m = measured.get(b.key) or MeasureResult(b.key, b.status, [], b.error)
+            rows.append(record_row(
+                workload_id=batch.workload.workload_id, program_hash=c.program_hash, trace_json=c.trace_json,
+                features=c.features, target_json=self.target_json, hardware=self.hardware, status=m.status,
+                latencies_s=m.latencies_s, error=m.error, checked=m.checked, origin=c.origin,
+                design_space=c.design_space, seed=c.seed, protocol_json=protocol_json,
+                measured_by=m.measured_by))
+        with self._stage("write"):
+            self.store.write("records", rows)
+        with self._stage("search"):
+            batch.generator.observe(batch.candidates, [r["latency_s"] for r in rows])
+        self.on_records(len(rows), batch.workload.task_name)
 
     def _replay_history(self, generator: CandidateGenerator, w: Workload) -> None:
         """Resume: teach the cost model what earlier runs measured for this task."""
@@ -225,33 +352,12 @@ class Collector:
                      f"({result.error})")
         return result.lib_path
 
-    def _measure_batch(self, w: Workload, candidates: list[Candidate], check: np.ndarray,
-                       reference: str | None) -> list[dict]:
-        with self._stage("build"):
-            builds = self.builder.build([(c.program_hash, c.mod) for c in candidates])
-        arg_specs = [(list(a.shape), a.dtype) for a in w.args]
-        items = [MeasureItem(b.key, b.lib_path, w.workload_id, arg_specs, reference if flag else None)
-                 for b, flag in zip(builds, check, strict=True) if b.status == "ok" and b.lib_path]
-        with self._stage("measure"):
-            measured = {r.key: r for r in self.runner.measure(items)}
-        self.builder.discard(builds)
-        rows = []
-        self.stage_seconds["kernel"] += sum(sum(r.latencies_s) for r in measured.values())
-        for c, b in zip(candidates, builds, strict=True):
-            m = measured.get(b.key) or MeasureResult(b.key, b.status, [], b.error)
-            rows.append(record_row(
-                workload_id=w.workload_id, program_hash=c.program_hash, trace_json=c.trace_json,
-                features=c.features, target_json=self.target_json, hardware=self.hardware, status=m.status,
-                latencies_s=m.latencies_s, error=m.error, checked=m.checked, origin=c.origin,
-                design_space=c.design_space, seed=c.seed, protocol_json=self.protocol_json,
-                measured_by=m.measured_by))
-        return rows
-
     @property
     def builder(self) -> ParallelBuilder:
         if self._builder is None:
-            self._builder = ParallelBuilder(self.target_json, self.config.build_workers,
-                                            self.config.build_timeout_s)
+            lend = self.measure_cpus if self.config.overlap else None
+            self._builder = ParallelBuilder(self.target_json, self.config.build_workers, self.config.build_timeout_s,
+                                            cpus=self.build_cpus, lender_cpus=lend)
         return self._builder
 
     @property
@@ -263,7 +369,7 @@ class Collector:
                                          expected_cpu=self.hardware.arch if device == "cpu" else None, log=self.log)
             else:
                 self._runner = Runner(self.config.protocol, device=device, num_threads=self.hardware.num_cores,
-                                      seed=self.config.seed)
+                                      seed=self.config.seed, cpus=self.measure_cpus)
         return self._runner
 
 

@@ -17,9 +17,17 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+CPUS_ENV = "CWM_BENCH_WORKER_CPUS"  # comma-separated cores a worker pins itself to
+
+
+def cpus_env(cpus: set[int] | None) -> dict[str, str]:
+    """Environment entry pinning an isolated worker to `cpus` (empty when None)."""
+    return {CPUS_ENV: ",".join(str(c) for c in sorted(cpus))} if cpus else {}
 
 
 @dataclass
@@ -45,6 +53,9 @@ def _serve(read_fd: int, write_fd: int, handler_path: str) -> None:
     # A crashing kernel must die at once: a core dump of a TVM process takes seconds (long enough to
     # look like a hang) and fills disks over a long collection.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    cpus = os.environ.get(CPUS_ENV)
+    if cpus:  # before any import: every thread TVM or LLVM starts inherits the set
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
     rx, tx = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     module_name, _, function_name = handler_path.partition(":")
     handler = getattr(importlib.import_module(module_name), function_name)
@@ -74,9 +85,16 @@ class IsolatedWorker:
         self.conn: Connection | None = None  # answers from the child (what `wait` watches)
         self._tx: Connection | None = None
         self._sent_at = 0.0
+        self._ready = False
 
     def start(self) -> None:
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the child without waiting for it to import its handler (`wait_ready` does)."""
         # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's main script).
+        self._ready = False
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         code = f"from cwm_bench.isolation import _serve; _serve({down_r}, {up_w}, {self.handler_path!r})"
@@ -86,6 +104,9 @@ class IsolatedWorker:
         os.close(up_w)
         self._tx = Connection(down_w, readable=False)
         self.conn = Connection(up_r, writable=False)
+
+    def wait_ready(self) -> None:
+        assert self.conn is not None
         if not self.conn.poll(self.start_timeout_s):
             self.kill()
             raise RuntimeError(f"worker {self.handler_path} did not start in {self.start_timeout_s} s")
@@ -95,6 +116,7 @@ class IsolatedWorker:
             code = self.process.wait()
             self.kill()
             raise RuntimeError(f"worker {self.handler_path} died while starting (exit code {code})") from exc
+        self._ready = True
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -103,6 +125,8 @@ class IsolatedWorker:
         if not self.alive():
             self.kill()
             self.start()
+        elif not self._ready:
+            self.wait_ready()
 
     def send(self, request: Any) -> None:
         self.ensure_started()
@@ -169,40 +193,70 @@ class IsolatedWorker:
 
 
 class WorkerPool:
-    """N isolated workers sharing a queue of requests; results come back in request order."""
+    """N isolated workers sharing a queue of requests; results come back in request order.
 
-    def __init__(self, handler_path: str, size: int, env: dict[str, str] | None = None):
+    `lender`: an optional extra worker (say, pinned to the measuring cores) that takes requests
+    only while `lender_free()` says its cores are idle; it is never handed a request otherwise."""
+
+    def __init__(self, handler_path: str, size: int, env: dict[str, str] | None = None,
+                 lender_env: dict[str, str] | None = None):
         self.workers = [IsolatedWorker(handler_path, env) for _ in range(max(1, size))]
+        self.lender = IsolatedWorker(handler_path, lender_env) if lender_env is not None else None
 
-    def map(self, requests: list[Any], timeout_s: float) -> list[Outcome]:
+    def spawn(self) -> None:
+        """Start every worker at once (each imports TVM: seconds) without waiting; the first request
+        to each waits for it."""
+        for w in self.workers + ([self.lender] if self.lender else []):
+            if not w.alive():
+                w.kill()
+                w.spawn()
+
+    def map(self, requests: list[Any], timeout_s: float,
+            lender_free: Callable[[], bool] | None = None) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(requests)
         queue = list(range(len(requests)))[::-1]
         idle = list(self.workers)
+        lender_ready = self.lender is not None and lender_free is not None  # not busy with a request
         busy: dict[Connection, tuple[IsolatedWorker, int, float]] = {}
         while queue or busy:
+            if queue and lender_ready and lender_free is not None and lender_free():
+                assert self.lender is not None
+                idle.append(self.lender)
+                lender_ready = False
             while queue and idle:
                 worker, index = idle.pop(), queue.pop()
                 worker.send(requests[index])
                 assert worker.conn is not None
                 busy[worker.conn] = (worker, index, time.perf_counter() + timeout_s)
+            if not busy:  # only the lender could take the rest, and its cores are busy: look again soon
+                time.sleep(0.02)
+                continue
             next_deadline = min(deadline for _, _, deadline in busy.values())
-            ready = wait(list(busy), timeout=max(0.0, next_deadline - time.perf_counter()))
-            for conn in ready:
+            wait_s = max(0.0, next_deadline - time.perf_counter())
+            if queue and lender_ready:
+                wait_s = min(wait_s, 0.02)  # look again soon whether the lender's cores came free
+            finished = []
+            for conn in wait(list(busy), timeout=wait_s):
                 worker, index, _ = busy.pop(conn)  # type: ignore[index]
                 outcomes[index] = worker.receive()
-                idle.append(worker)
+                finished.append(worker)
             now = time.perf_counter()
             for conn, (worker, index, deadline) in list(busy.items()):
                 if now >= deadline:
                     del busy[conn]
                     outcomes[index] = worker.timed_out(timeout_s)
+                    finished.append(worker)
+            for worker in finished:
+                if worker is self.lender:
+                    lender_ready = True  # back to idle only through lender_free(): its cores may be busy again
+                else:
                     idle.append(worker)
         return [o for o in outcomes if o is not None]
 
     @property
     def restarts(self) -> int:
-        return sum(w.restarts for w in self.workers)
+        return sum(w.restarts for w in self.workers + ([self.lender] if self.lender else []))
 
     def close(self) -> None:
-        for worker in self.workers:
+        for worker in self.workers + ([self.lender] if self.lender else []):
             worker.close()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# `collect --overlap auto` reads per-machine verdicts from this cache: tests never see the developer's.
+os.environ["CWM_BENCH_CACHE"] = tempfile.mkdtemp(prefix="cwm-bench-test-cache-")
 
 
 @pytest.fixture(scope="session")

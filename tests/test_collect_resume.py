@@ -9,6 +9,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from cwm_bench.rows.store import DatasetStore
 from cwm_bench.validate import validate_dataset
@@ -18,9 +19,12 @@ ARGS = ["-m", "cwm_bench.cli", "collect", "--workloads", "mini:matmul_64x64x64,s
         "--no-progress"]
 
 
-def test_kill_minus_nine_then_resume(tmp_path):
+@pytest.mark.parametrize("mode", [["--overlap", "off"], ["--overlap", "on", "--measure-cores", "1"]],
+                         ids=["serial", "pipelined"])
+def test_kill_minus_nine_then_resume(tmp_path, mode):
+    args = [*ARGS, *mode]
     out = tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, *ARGS, "--out", str(out)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, *args, "--out", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and len(list((out / "records").glob("*.parquet"))) < 2:
@@ -34,7 +38,7 @@ def test_kill_minus_nine_then_resume(tmp_path):
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], \
         "build/measure workers must die with the collector"
 
-    resumed = subprocess.run([sys.executable, *ARGS, "--out", str(out)], capture_output=True, text=True,
+    resumed = subprocess.run([sys.executable, *args, "--out", str(out)], capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "total: ok" in resumed.stdout
@@ -46,6 +50,6 @@ def test_kill_minus_nine_then_resume(tmp_path):
     problems, _ = validate_dataset(str(out), replay_count=5)
     assert problems == []
     # A third run has nothing left to do.
-    again = subprocess.run([sys.executable, *ARGS, "--out", str(out)], capture_output=True, text=True,
+    again = subprocess.run([sys.executable, *args, "--out", str(out)], capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 0 and DatasetStore(str(out), readonly=True).read("records").num_rows == 20

@@ -42,3 +42,32 @@ def test_worker_that_cannot_start_raises_clearly():
     worker = IsolatedWorker("tests.worker_handlers:no_such_function")
     with pytest.raises(RuntimeError, match="died while starting"):
         worker.start()
+
+
+def test_workers_pin_themselves_to_their_cores():
+    from cwm_bench.hardware import usable_cores
+    from cwm_bench.isolation import cpus_env
+
+    last = sorted(__import__("os").sched_getaffinity(0))[-1]
+    worker = IsolatedWorker(HANDLER, env=cpus_env({last}))
+    try:
+        assert worker.call({"op": "whoami"}, 30).value["cpus"] == [last]
+    finally:
+        worker.close()
+    assert usable_cores() >= 1
+
+
+def test_lender_takes_requests_only_while_its_cores_are_free():
+    pool = WorkerPool(HANDLER, size=1, lender_env={})
+    try:
+        pool.spawn()
+        requests = [{"op": "whoami", "seconds": 0.3} for _ in range(4)]
+        busy = pool.map(requests, timeout_s=30, lender_free=lambda: False)
+        assert {o.value["pid"] for o in busy} == {pool.workers[0].process.pid}
+        free = pool.map(requests, timeout_s=30, lender_free=lambda: True)
+        assert [o.status for o in free] == ["ok"] * 4
+        assert {o.value["pid"] for o in free} == {pool.workers[0].process.pid, pool.lender.process.pid}
+        without = pool.map(requests[:2], timeout_s=30)  # no predicate: the lender is never used
+        assert {o.value["pid"] for o in without} == {pool.workers[0].process.pid}
+    finally:
+        pool.close()

@@ -14,4 +14,7 @@ def handle(request: dict):
         os._exit(request["code"])
     if op == "sleep":
         time.sleep(request["seconds"])
+    if op == "whoami":  # which worker answered, and where it may run
+        time.sleep(request.get("seconds", 0))
+        return {"pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0))}
     return None

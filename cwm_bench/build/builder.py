@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from cwm_bench.isolation import WorkerPool
+from cwm_bench.isolation import WorkerPool, cpus_env
 
 BUILD_STATUS = {"ok": "ok", "error": "build_error", "crash": "build_error", "timeout": "timeout"}
 
@@ -26,7 +27,8 @@ class ParallelBuilder:
     """Compile IRModules for `target_json` into loadable libraries under a scratch folder."""
 
     def __init__(self, target_json: str, num_workers: int | None = None, timeout_s: float = 120.0,
-                 artifact_dir: str | None = None, device_binaries: bool = False):
+                 artifact_dir: str | None = None, device_binaries: bool = False, cpus: set[int] | None = None,
+                 lender_cpus: set[int] | None = None):
         self.target_json = target_json
         self.timeout_s = timeout_s
         self._own_dir = artifact_dir is None
@@ -35,11 +37,20 @@ class ParallelBuilder:
         self.device_binaries_dir = os.path.join(self.artifact_dir, "kernels") if device_binaries else None
         if self.device_binaries_dir:
             os.makedirs(self.device_binaries_dir, exist_ok=True)
-        workers = num_workers or len(os.sched_getaffinity(0))
-        # One compile per core; LLVM itself must not fan out further.
-        self.pool = WorkerPool("cwm_bench.build.worker:build", workers, env={"TVM_NUM_THREADS": "1"})
+        workers = num_workers or len(cpus or os.sched_getaffinity(0))
+        # One compile per core; LLVM itself must not fan out further. `cpus`: the cores builds may use
+        # (the pipelined collector keeps them off the measuring cores); `lender_cpus`: one more worker
+        # there, used only while `build(..., lender_free)` says nothing is being measured.
+        self.pool = WorkerPool("cwm_bench.build.worker:build", workers,
+                               env={"TVM_NUM_THREADS": "1", **cpus_env(cpus)},
+                               lender_env={"TVM_NUM_THREADS": "1", **cpus_env(lender_cpus)} if lender_cpus else None)
 
-    def build(self, items: list[tuple[str, object]]) -> list[BuildResult]:
+    def spawn(self) -> None:
+        """Start all build workers now, in parallel, without waiting (the first build waits)."""
+        self.pool.spawn()
+
+    def build(self, items: list[tuple[str, object]],
+              lender_free: Callable[[], bool] | None = None) -> list[BuildResult]:
         """Build `(key, IRModule)` pairs; a failure or hang becomes that item's error result."""
         import tvm
 
@@ -47,7 +58,7 @@ class ParallelBuilder:
                      "out_path": os.path.join(self.artifact_dir, f"{key}.so"),
                      "device_binaries_dir": self.device_binaries_dir} for key, mod in items]
         results = []
-        for (key, _), outcome in zip(items, self.pool.map(requests, self.timeout_s), strict=True):
+        for (key, _), outcome in zip(items, self.pool.map(requests, self.timeout_s, lender_free), strict=True):
             if outcome.ok:
                 results.append(BuildResult(key, "ok", outcome.value["path"], None, outcome.value["build_s"],
                                            tuple(outcome.value.get("device_binaries", ()))))

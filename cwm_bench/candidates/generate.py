@@ -87,6 +87,9 @@ class CandidateGenerator:
         self.cost_model = ms.cost_model.XGBModel(num_warmup_samples=0, num_tuning_cores=config.num_threads)
         self.feature_extractor = ms.feature_extractor.PerStoreFeature()
         self._evolution_batch: int | None = None
+        # measured but not yet taught to the cost model: its refit waits until a search needs it
+        # (random draws do not), so a task's random batches cost one XGB fit, not one each
+        self._unlearned: list[tuple[Any, Any]] = []
 
     # -- drawing -------------------------------------------------------------------------------
     def random(self, n: int, max_attempts_per_candidate: int = 8) -> list[Candidate]:
@@ -119,6 +122,7 @@ class CandidateGenerator:
 
     def evolutionary(self, n: int) -> list[Candidate]:
         """Up to `n` new candidates from MetaSchedule's evolutionary search over the cost model."""
+        self._learn()
         if self._evolution_batch is None or n > self._evolution_batch:
             if self._evolution_batch is not None:
                 self.ctx.post_tuning()
@@ -146,12 +150,19 @@ class CandidateGenerator:
         if measured:
             mcs = [ms.search_strategy.MeasureCandidate(c.sch, self.args_info) for c, _ in measured]
             results = [ms.runner.RunnerResult(run_secs=[float(lat)], error_msg=None) for _, lat in measured]
-            self.cost_model.update(self.ctx, mcs, results)
+            self._unlearned.extend(zip(mcs, results, strict=True))
             for (c, lat) in measured:
                 self.database.commit_tuning_record(ms.database.TuningRecord(
                     c.sch.trace, self.db_workload, [float(lat)], self.target, self.args_info))
             if self._evolution_batch is not None:
                 self.ctx.notify_runner_results(mcs, results)
+
+    def _learn(self) -> None:
+        """Refit the cost model on everything observed since the last refit (one XGB fit)."""
+        if self._unlearned:
+            mcs, results = (list(x) for x in zip(*self._unlearned, strict=True))
+            self._unlearned = []
+            self.cost_model.update(self.ctx, mcs, results)
 
     def remember(self, program_hashes: Sequence[str]) -> None:
         """Mark programs as already collected (resume): they will not be drawn again."""

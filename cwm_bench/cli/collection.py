@@ -80,12 +80,20 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
                    "them (default: this machine's CPU; a server reporting another LLVM CPU stops the run).")
 @click.option("--max-attempts", type=COUNT, default=2, show_default=True,
               help="With --rpc-tracker: servers a candidate may lose (death, hang) before it is an error row.")
+@click.option("--overlap", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Search and build the next batch while this one is measured, on other cores. auto: on where "
+                   "`cwm-bench check-overlap` found it keeps timings stable on this machine (and always with "
+                   "--rpc-tracker), else off with a note why.")
+@click.option("--measure-cores", default=None, metavar="N|CORES",
+              help="With overlap: the cores that measure, as a count (the last N usable cores) or a list "
+                   "(`1,3`, `2-3`); the others search and build. Default: half the cores. Rows record the "
+                   "measuring cores as the hardware's core count.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
 def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_size: int,
             evolutionary_fraction: float, seed: int, rounds: int, repeats: int, min_repeat_ms: int,
             cache_flush: bool, check_fraction: float, timeout_s: float, build_workers: int | None,
             rpc_tracker: str | None, device_key: str | None, parallel: int | None, device_hardware: str | None,
-            max_attempts: int, no_progress: bool) -> None:
+            max_attempts: int, overlap: str, measure_cores: str | None, no_progress: bool) -> None:
     """Generate schedules, build and measure them, and append the records to a Parquet dataset.
 
     Resumable: run the same command again (after a crash, kill -9 or Ctrl-C) and it continues
@@ -119,10 +127,19 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
         raise click.BadParameter(str(exc), param_hint="--workloads") from exc
     protocol = MeasureProtocol(rounds=rounds, repeats_per_round=repeats, min_repeat_ms=min_repeat_ms,
                                cache_flush=cache_flush, check_fraction=check_fraction, timeout_s=timeout_s)
+    if rpc:
+        if measure_cores:
+            raise click.UsageError("--measure-cores is for measuring on this machine, not with --rpc-tracker")
+        cores, overlapped = None, overlap != "off"
+        hardware = HardwareDescriptor.from_json(Path(device_hardware).read_text()) if device_hardware \
+            else detect_cpu()
+    else:
+        cores, overlapped, note = _overlap_plan(overlap, measure_cores)
+        click.echo(note, err=True)
+        hardware = detect_cpu(len(cores) if cores else None)
     config = CollectConfig(per_task=per_task, batch_size=batch_size, seed=seed,
                            evolutionary_fraction=evolutionary_fraction, build_workers=build_workers,
-                           protocol=protocol, rpc=rpc)
-    hardware = HardwareDescriptor.from_json(Path(device_hardware).read_text()) if device_hardware else detect_cpu()
+                           protocol=protocol, rpc=rpc, measure_cores=cores, overlap=overlapped)
     where = f"RPC servers under key {rpc.key!r} at {rpc.tracker}" if rpc else "this machine"
     click.echo(f"hardware: {hardware.name} ({hardware.arch}, {hardware.num_cores} cores), hw_id {hardware.hw_id}; "
                f"measuring on {where}")
@@ -144,6 +161,35 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
         raise click.ClickException(str(exc)) from exc
     bar.close()
     click.echo(summary_table(summaries))
+
+
+def _overlap_plan(overlap: str, measure_cores: str | None) -> tuple[tuple[int, ...] | None, bool, str]:
+    """(measuring cores or None for all, overlap on?, one line saying why) for a local collection."""
+    from cwm_bench.hardware import detect_cpu
+    from cwm_bench.measure.cores import CorePlanError, default_measure_cores, parse_measure_cores, plan_cores
+    from cwm_bench.measure.overlap_check import load_verdict
+
+    try:
+        plan = plan_cores(parse_measure_cores(measure_cores) if measure_cores else default_measure_cores())
+    except CorePlanError as exc:
+        if measure_cores or overlap == "on":
+            raise click.BadParameter(str(exc), param_hint="--measure-cores") from exc
+        return None, False, f"overlap off: {exc}"
+    if overlap == "off":
+        return (plan.measure if measure_cores else None), False, \
+            "overlap off (--overlap off): builds run between measurements" + \
+            (f"; {plan.text}" if measure_cores else ", measurement uses every core")
+    verdict = load_verdict(detect_cpu(len(plan.measure)), plan)
+    seen = (f"`cwm-bench check-overlap` measured overlapped agreement {verdict.overlapped:.3f} "
+            f"[{verdict.overlapped_ci[0]:.3f}, {verdict.overlapped_ci[1]:.3f}] on {verdict.checked_at[:10]}"
+            if verdict else "overlap was never checked on this machine")
+    if overlap == "on":
+        return plan.measure, True, f"overlap on (--overlap on; {seen}): {plan.text}"
+    if verdict and verdict.ok:
+        return plan.measure, True, f"overlap on ({seen}): {plan.text}"
+    why = f"{seen}, below {verdict.threshold}" if verdict else \
+        f"{seen}; `cwm-bench check-overlap` (~4 min) measures whether it keeps timings stable"
+    return (plan.measure if measure_cores else None), False, f"overlap off: {why}"
 
 
 def _rpc_config(tracker: str | None, key: str | None, parallel: int | None, max_attempts: int,
@@ -182,6 +228,49 @@ def hardware(as_json: bool) -> None:
         click.echo(h.to_json())
         return
     click.echo(f"{h.name}\nllvm cpu {h.arch}, {h.num_cores} cores, hw_id {h.hw_id}\nisa {' '.join(h.isa)}")
+
+
+@main.command("check-overlap")
+@click.option("--measure-cores", default=None, metavar="N|CORES",
+              help="The cores that measure (as for `collect`); default: half the cores.")
+@click.option("--workloads", "suite", default="mini:conv2d_14x32x32_k3,depthwise_28x32_k3,softmax_64x128",
+              show_default=True, help="Tasks whose programs are timed.")
+@click.option("--programs-per-task", type=COUNT, default=80, show_default=True,
+              help="Programs timed per task (random schedules, or from --from).")
+@click.option("--from", "from_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Take the programs from this collection (its ok records of the chosen tasks) instead.")
+def check_overlap_command(measure_cores: str | None, suite: str, programs_per_task: int,
+                          from_dir: str | None) -> None:
+    """Measure whether building on some cores disturbs timings on the others (~4 min).
+
+    Times the same programs four times in fresh workers pinned to the measuring cores, interleaved:
+    quiet, while the other cores compile in a loop, quiet, compiling. Prints the two-run ordering
+    agreement each way with a 95% bootstrap interval, and saves the verdict for this machine:
+    `collect --overlap auto` overlaps where the overlapped agreement is at least 0.95.
+    """
+    from cwm_bench.hardware import detect_cpu, target_for
+    from cwm_bench.measure.cores import CorePlanError, default_measure_cores, parse_measure_cores, plan_cores
+    from cwm_bench.measure.overlap_check import check_overlap, dataset_programs, random_programs, save_verdict
+    from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
+
+    try:
+        plan = plan_cores(parse_measure_cores(measure_cores) if measure_cores else default_measure_cores())
+    except CorePlanError as exc:
+        raise click.BadParameter(str(exc), param_hint="--measure-cores") from exc
+    try:
+        chosen = select_workloads(suite)
+    except UnknownSuiteError as exc:
+        raise click.BadParameter(str(exc), param_hint="--workloads") from exc
+    hardware = detect_cpu(len(plan.measure))
+    target = target_for(hardware)
+    click.echo(f"hardware: {hardware.name} ({hardware.arch}), hw_id {hardware.hw_id}; {plan.text}")
+    programs = dataset_programs(from_dir, chosen, programs_per_task) if from_dir \
+        else random_programs(chosen, target, programs_per_task)
+    if not programs:
+        raise click.ClickException(f"{from_dir}: no ok records of {suite}")
+    verdict = check_overlap(hardware, plan, str(target), programs, log=lambda text: click.echo(text, err=True))
+    click.echo("\n".join(verdict.lines()))
+    click.echo(f"saved: {save_verdict(verdict, hardware, plan)}")
 
 
 @main.command()

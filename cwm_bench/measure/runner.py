@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cwm_bench.isolation import IsolatedWorker, Outcome
+from cwm_bench.isolation import IsolatedWorker, Outcome, cpus_env
 from cwm_bench.measure.protocol import MeasureProtocol
 
 RUN_STATUS = {"error": "run_error", "crash": "run_error", "timeout": "timeout"}
@@ -45,11 +45,12 @@ class Runner:
     """Times kernels under a `MeasureProtocol`; a crash or hang is that candidate's error row."""
 
     def __init__(self, protocol: MeasureProtocol, device: str = "cpu", num_threads: int | None = None,
-                 seed: int = 0, connect: dict | None = None):
+                 seed: int = 0, connect: dict | None = None, cpus: set[int] | None = None):
         self.protocol = protocol
         self.device = device
-        threads = num_threads or len(os.sched_getaffinity(0))
-        self.worker = IsolatedWorker("cwm_bench.measure.worker:handle", env={"TVM_NUM_THREADS": str(threads)})
+        threads = num_threads or len(cpus or os.sched_getaffinity(0))
+        self.worker = IsolatedWorker("cwm_bench.measure.worker:handle",
+                                     env={"TVM_NUM_THREADS": str(threads), **cpus_env(cpus)})
         self.rng = np.random.default_rng(seed)
         self.connect = connect  # {"tracker", "key", "session_timeout_s", "connect_timeout_s"} for RPC
         self.server: str | None = None  # "host:port" of the RPC server this runner holds a session with
