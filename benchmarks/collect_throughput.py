@@ -1,6 +1,6 @@
 """Collector throughput, overhead and measurement noise, measured side by side in one run.
 
-    .venv/bin/python benchmarks/collect_throughput.py [--per-task 72] [--stock-budget-s 420]
+    .venv/bin/python benchmarks/collect_throughput.py [--per-task 72] [--stock-budget-s 900]    # ~25 min
 
 1. Valid measured records per hour on the same tasks: our collector pipelined (measuring on its own
    core(s) while the next batch is searched and built on the others), our collector serial (builds
@@ -94,13 +94,40 @@ def run_ours(label: str, workloads, hardware, config, work: str) -> dict:
             "cores": hardware.num_cores}
 
 
+def serial_noise(programs, hardware, work: str) -> tuple[float, list[float]]:
+    """The same programs built for every core and timed twice, in fresh workers, nothing beside them."""
+    from cwm_bench.build.builder import ParallelBuilder
+    from cwm_bench.hardware import target_for
+    from cwm_bench.measure.overlap_check import agreement_with_interval
+    from cwm_bench.measure.protocol import MeasureProtocol, summarize
+    from cwm_bench.measure.runner import MeasureItem, Runner
+
+    builder = ParallelBuilder(str(target_for(hardware)), artifact_dir=os.path.join(work, "serial-noise"))
+    os.makedirs(builder.artifact_dir, exist_ok=True)
+    try:
+        built = builder.build([(key, mod) for key, _, mod, _ in programs])
+        builder.pool.close()
+        items = [MeasureItem(b.key, b.lib_path, wid, specs)
+                 for b, (_, wid, _, specs) in zip(built, programs, strict=True) if b.status == "ok"]
+        runs = []
+        for seed in (0, 1):
+            runner = Runner(MeasureProtocol(), seed=seed)
+            try:
+                runs.append({r.key: summarize(r.latencies_s) for r in runner.measure(items) if r.latencies_s})
+            finally:
+                runner.close()
+    finally:
+        builder.close()
+    return agreement_with_interval(*runs, {it.key: it.workload_id for it in items})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", default="mini:conv2d_14x32x32_k3,depthwise_28x32_k3,softmax_64x128")
     parser.add_argument("--per-task", type=int, default=72, help="records per task for our runs (and the "
                         "stock run's trial budget); 72 x 3 tasks gives the noise check >= 200 programs")
-    parser.add_argument("--stock-budget-s", type=float, default=420, help="wall time of the stock run, split "
-                        "evenly over the tasks")
+    parser.add_argument("--stock-budget-s", type=float, default=900, help="wall time of the stock run, split "
+                        "evenly over the tasks (its first batch alone can take 100 s on 2 cores)")
     parser.add_argument("--measure-cores", default=None, help="as for `cwm-bench collect` (default: half)")
     args = parser.parse_args()
 
@@ -151,6 +178,9 @@ def main() -> None:
     verdict = check_overlap(pinned, plan, str(target_for(pinned)), programs, log=lambda s: None)
     print("\nnoise with the pipeline on, " + "\n".join(verdict.lines()))
     print(f"verdict saved for `collect --overlap auto`: {save_verdict(verdict, pinned, plan)}")
+    serial_value, (low, high) = serial_noise(programs, full, work)
+    print(f"  pairwise ordering agreement, serial default (kernels on {full.num_cores} cores, builds between): "
+          f"{serial_value:.3f} [{low:.3f}, {high:.3f}]")
     print(f"\nour protocol: {CollectConfig().protocol.to_json()}")
 
 
