@@ -40,9 +40,9 @@ def run(label: str, per_task: int, batch_size: int, work: str, servers: int | No
         config = CollectConfig(per_task=per_task, batch_size=batch_size, rpc=rpc, overlap=overlap,
                                measure_cores=local_core)
         collector = Collector(hardware, f"{work}/{label}", config, log=lambda _: None)
-        started = time.perf_counter()
+        cpu_before, started = _cpu_seconds(), time.perf_counter()
         collector.run(workloads)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
     finally:
         if cluster:
             cluster.close()
@@ -50,7 +50,7 @@ def run(label: str, per_task: int, batch_size: int, work: str, servers: int | No
     ok = sum(1 for s in statuses.to_pylist() if s == "ok")
     stages = dict(collector.stage_seconds)
     return {"label": label, "records": len(statuses), "ok": ok, "wall_s": wall, "per_hour": ok / wall * 3600,
-            **{k: stages.get(k, 0.0) for k in ("search", "build", "measure")}, "cpu_s": _cpu_seconds()}
+            **{k: stages.get(k, 0.0) for k in ("search", "build", "measure")}, "cpu_s": cpu}
 
 
 def _cpu_seconds() -> float:
@@ -73,12 +73,9 @@ def main() -> None:
     print(f"machine: {cpu.name} ({cpu.arch}, {cpu.num_cores} cores), {platform.platform()}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     with tempfile.TemporaryDirectory(prefix="cwm-rpc-bench-") as work:
-        rows, before = [], _cpu_seconds()
-        for label, servers, overlap in [("local-pipelined", None, True), ("rpc-1-serial", 1, False),
-                                        ("rpc-1-pipelined", 1, True), ("rpc-2-pipelined", 2, True)]:
-            row = run(label, args.per_task, args.batch_size, work, servers, overlap)
-            row["cpu_s"], before = row["cpu_s"] - before, row["cpu_s"]
-            rows.append(row)
+        rows = [run(label, args.per_task, args.batch_size, work, servers, overlap)
+                for label, servers, overlap in [("local-pipelined", None, True), ("rpc-1-serial", 1, False),
+                                                ("rpc-1-pipelined", 1, True), ("rpc-2-pipelined", 2, True)]]
     one = rows[2]["per_hour"]
     print(f"tasks: {WORKLOADS}, {args.per_task} records each, batch {args.batch_size}; kernels on 1 thread")
     print(f"{'run':<16} {'ok':>4} {'wall s':>7} {'ok rec/h':>9} {'search s':>9} {'build s':>8} {'measure s':>10} "
@@ -90,8 +87,9 @@ def main() -> None:
     print(f"measure stage, 1 -> 2 servers: {m1:.1f} s -> {m2:.1f} s ({m1 / max(m2, 1e-9):.2f}x faster)")
     two = rows[3]
     print(f"2 servers / 1 server, whole collection: {two['per_hour'] / one:.2f}x; on {cpu.num_cores} cores the "
-          f"2-server run needed {two['cpu_s']:.0f} CPU-s, so no run of it could take less than "
-          f"{two['cpu_s'] / cpu.num_cores:.0f} s wall here (it took {two['wall_s']:.0f} s)")
+          f"2-server collection kept the machine busy for {two['cpu_s']:.0f} CPU-s (search, builds, both servers), "
+          f"so it could not take less than {two['cpu_s'] / cpu.num_cores:.0f} s wall here (it took "
+          f"{two['wall_s']:.0f} s)")
 
 
 if __name__ == "__main__":
