@@ -80,8 +80,6 @@ def config_problems(config: CollectConfig) -> list[str]:
         (p.warmup_runs >= 0, f"warmup_runs {p.warmup_runs} (must be >= 0)"),
         (0.0 <= p.check_fraction <= 1.0, f"check_fraction {p.check_fraction} (must be in [0, 1])"),
         (p.timeout_s > 0, f"timeout_s {p.timeout_s} (must be > 0)"),
-        (not config.overlap or config.rpc is not None or bool(config.measure_cores),
-         "overlap measures on its own cores: set measure_cores (or measure over RPC)"),
         (config.measure_cores is None or config.rpc is None,
          "measure_cores is for measuring on this machine, not over RPC"),
     ]
@@ -126,14 +124,18 @@ class Collector:
     A context manager: `with Collector(...) as c:` closes its workers and releases the folder's lock."""
 
     def __init__(self, hardware: HardwareDescriptor, out_dir: str, config: CollectConfig = CollectConfig(),
-                 on_records: Callable[[int, str], None] | None = None, log: Callable[[str], None] = print):
+                 on_records: Callable[[int, str], None] | None = None, log: Callable[[str], None] = print,
+                 measure_handler: str = "cwm_bench.measure.worker:handle"):
         self.hardware = hardware
+        self.measure_handler = measure_handler  # the measuring worker's code (tests script a GPU with it)
         self.config = config
         self.measure_cpus = set(config.measure_cores) if config.measure_cores else None
         self.build_cpus = set(usable_cpus()) - self.measure_cpus if self.measure_cpus else None
         if self.measure_cpus and hardware.kind == "cpu" and hardware.num_cores != len(self.measure_cpus):
             raise ValueError(f"the hardware descriptor says {hardware.num_cores} cores but measurement is pinned "
                              f"to {len(self.measure_cpus)}: describe what measures (detect_cpu(num_cores))")
+        if config.overlap and hardware.kind == "cpu" and config.rpc is None and not self.measure_cpus:
+            raise ValueError("overlap on a local CPU measures on its own cores: set measure_cores")
         if self.build_cpus is not None and not self.build_cpus:
             raise ValueError("measure_cores leave no core to build on")
         self.target = target_for(hardware)
@@ -265,11 +267,13 @@ class Collector:
         while done < cfg.per_task and empty_draws < 3:
             n = min(cfg.batch_size, cfg.per_task - done)
             want_random = by_origin.get("random", 0) < random_quota
+            # most random GPU samples fail the postprocessors (thread and shared-memory limits)
+            attempts = 64 if self.hardware.kind == "gpu" else 8
             with self._stage("search"):
-                candidates = generator.random(min(n, random_quota - by_origin.get("random", 0))) \
+                candidates = generator.random(min(n, random_quota - by_origin.get("random", 0)), attempts) \
                     if want_random else generator.evolutionary(n)
                 if not candidates and not want_random:
-                    candidates = generator.random(n)  # the search found nothing new: fall back
+                    candidates = generator.random(n, attempts)  # the search found nothing new: fall back
             if not candidates:
                 empty_draws += 1
                 continue
@@ -346,7 +350,15 @@ class Collector:
             generator.observe(candidates, latencies)
 
     def _build_reference(self, w: Workload) -> str | None:
-        result = self.builder.build([(f"reference-{w.workload_id}", w.mod)])[0]
+        mod = w.mod
+        if self.hardware.kind == "gpu":  # an unscheduled program has no thread bindings: dlight's schedule
+            from cwm_bench.cuda.build import reference_module
+
+            mod = reference_module(w.mod, self.target)
+            if mod is None:
+                self.log(f"{w.task_name}: no GPU reference schedule applies, outputs go unchecked")
+                return None
+        result = self.builder.build([(f"reference-{w.workload_id}", mod)])[0]
         if result.status != "ok":
             self.log(f"{w.task_name}: the unscheduled program did not build, outputs go unchecked "
                      f"({result.error})")
@@ -368,8 +380,12 @@ class Collector:
                 self._runner = RpcRunner(self.config.protocol, self.config.rpc, device, seed=self.config.seed,
                                          expected_cpu=self.hardware.arch if device == "cpu" else None, log=self.log)
             else:
-                self._runner = Runner(self.config.protocol, device=device, num_threads=self.hardware.num_cores,
-                                      seed=self.config.seed, cpus=self.measure_cpus)
+                gpu = device == "cuda"
+                flush = 2 * int(self.hardware.details.get("l2_cache_size_bytes", 0)) \
+                    if gpu and self.config.protocol.cache_flush else 0
+                self._runner = Runner(self.config.protocol, device=device,
+                                      num_threads=None if gpu else self.hardware.num_cores, seed=self.config.seed,
+                                      cpus=self.measure_cpus, flush_bytes=flush, handler=self.measure_handler)
         return self._runner
 
 

@@ -42,9 +42,9 @@ def test_pipelined_collection_records_which_batches_overlapped(tmp_path):
     assert problems == []
 
 
-def test_overlap_without_own_cores_is_refused():
-    with pytest.raises(ValueError, match="overlap measures on its own cores"):
-        CollectConfig(overlap=True)
+def test_overlap_without_own_cores_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="measures on its own cores"):
+        Collector(detect_cpu(), str(tmp_path / "d"), CollectConfig(overlap=True))
 
 
 @needs_two_cores

@@ -47,7 +47,8 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
 
 @main.command()
 @click.option("--target", "target_kind", type=click.Choice(["llvm", "cuda"]), default="llvm", show_default=True,
-              help="llvm: this machine's CPU (mcpu detected). cuda: see the README's GPU section.")
+              help="llvm: this machine's CPU (mcpu detected). cuda: this machine's GPU (tvm.cuda(0); "
+                   "or RPC GPU servers); without one, the bundle flow in docs/cuda.md.")
 @click.option("--workloads", "suite", default="mini", show_default=True,
               help="A suite (`cwm-bench workloads list`), optionally filtered: `cpu-v0:conv2d`, "
                    "`mini:matmul_64x64x64,softmax_64x128`.")
@@ -63,8 +64,9 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
 @click.option("--repeats", type=COUNT, default=3, show_default=True, help="Timings per candidate per round.")
 @click.option("--min-repeat-ms", type=click.IntRange(min=0), default=10, show_default=True,
               help="Each timing loops the kernel this long.")
-@click.option("--cache-flush/--no-cache-flush", default=False, show_default=True,
-              help="Flush CPU caches before every timing (cold-cache latencies).")
+@click.option("--cache-flush/--no-cache-flush", default=None,
+              help="Flush caches before every timing (cold-cache latencies). Default: off on CPU; on with "
+                   "--target cuda (a device copy of 2x the L2 size, as the bundle flow times GPUs).")
 @click.option("--check-fraction", type=FRACTION, default=0.1, show_default=True,
               help="Share of candidates whose outputs are compared with the unscheduled program.")
 @click.option("--timeout", "timeout_s", type=SECONDS, default=30.0, show_default=True,
@@ -91,7 +93,7 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
 def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_size: int,
             evolutionary_fraction: float, seed: int, rounds: int, repeats: int, min_repeat_ms: int,
-            cache_flush: bool, check_fraction: float, timeout_s: float, build_workers: int | None,
+            cache_flush: bool | None, check_fraction: float, timeout_s: float, build_workers: int | None,
             rpc_tracker: str | None, device_key: str | None, parallel: int | None, device_hardware: str | None,
             max_attempts: int, overlap: str, measure_cores: str | None, no_progress: bool) -> None:
     """Generate schedules, build and measure them, and append the records to a Parquet dataset.
@@ -118,16 +120,23 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     from cwm_bench.rows.store import DATASET_ERRORS
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
-    if target_kind == "cuda":
-        raise click.UsageError(CUDA_FLOW)
     rpc = _rpc_config(rpc_tracker, device_key, parallel, max_attempts, device_hardware)
+    gpu = None
+    if target_kind == "cuda":
+        gpu = _gpu_hardware(rpc)
+        cache_flush = True if cache_flush is None else cache_flush
     try:
         chosen = select_workloads(suite, target_kind)
     except UnknownSuiteError as exc:
         raise click.BadParameter(str(exc), param_hint="--workloads") from exc
     protocol = MeasureProtocol(rounds=rounds, repeats_per_round=repeats, min_repeat_ms=min_repeat_ms,
-                               cache_flush=cache_flush, check_fraction=check_fraction, timeout_s=timeout_s)
-    if rpc:
+                               cache_flush=bool(cache_flush), check_fraction=check_fraction, timeout_s=timeout_s)
+    if gpu is not None:
+        if measure_cores:
+            raise click.UsageError("--measure-cores is for CPU measurement; a GPU measures with --target cuda")
+        # kernels are timed on the GPU with CUDA events: builds on the CPU beside them do not enter the timings
+        cores, overlapped, hardware = None, overlap != "off", gpu
+    elif rpc:
         if measure_cores:
             raise click.UsageError("--measure-cores is for measuring on this machine, not with --rpc-tracker")
         cores, overlapped = None, overlap != "off"
@@ -140,8 +149,10 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     config = CollectConfig(per_task=per_task, batch_size=batch_size, seed=seed,
                            evolutionary_fraction=evolutionary_fraction, build_workers=build_workers,
                            protocol=protocol, rpc=rpc, measure_cores=cores, overlap=overlapped)
-    where = f"RPC servers under key {rpc.key!r} at {rpc.tracker}" if rpc else "this machine"
-    click.echo(f"hardware: {hardware.name} ({hardware.arch}, {hardware.num_cores} cores), hw_id {hardware.hw_id}; "
+    where = f"RPC servers under key {rpc.key!r} at {rpc.tracker}" if rpc else \
+        ("this machine's GPU" if gpu is not None else "this machine")
+    units = "SMs" if hardware.kind == "gpu" else "cores"
+    click.echo(f"hardware: {hardware.name} ({hardware.arch}, {hardware.num_cores} {units}), hw_id {hardware.hw_id}; "
                f"measuring on {where}")
     bar = tqdm(total=0, unit="rec", disable=no_progress, dynamic_ncols=True)
     try:
@@ -161,6 +172,20 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
         raise click.ClickException(str(exc)) from exc
     bar.close()
     click.echo(summary_table(summaries))
+
+
+def _gpu_hardware(rpc):
+    """This machine's GPU, or a usage error naming the bundle flow."""
+    if rpc is not None:
+        # a runtime-only GPU server cannot compile the CUDA source a GPU-less builder exports
+        raise click.UsageError("--target cuda with --rpc-tracker is not supported yet: collect on the GPU "
+                               f"machine itself (collect --target cuda there), or:\n{CUDA_FLOW}")
+    from cwm_bench.cuda.local import local_gpu
+
+    hardware, why = local_gpu()
+    if hardware is None:
+        raise click.UsageError(f"{why}.\n{CUDA_FLOW}")
+    return hardware
 
 
 def _overlap_plan(overlap: str, measure_cores: str | None) -> tuple[tuple[int, ...] | None, bool, str]:
@@ -219,13 +244,26 @@ def _rpc_config(tracker: str | None, key: str | None, parallel: int | None, max_
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="The full descriptor as JSON (for --device-hardware).")
-def hardware(as_json: bool) -> None:
-    """Describe this machine's CPU as cwm-bench records it (hw_id, LLVM cpu, cores, ISA flags)."""
+@click.option("--gpu", "gpu", is_flag=True, help="Describe this machine's first CUDA GPU instead.")
+def hardware(as_json: bool, gpu: bool) -> None:
+    """Describe this machine's CPU (or --gpu: its GPU) as cwm-bench records it (hw_id, arch, cores, ISA)."""
     from cwm_bench.hardware import detect_cpu
 
-    h = detect_cpu()
+    if gpu:
+        from cwm_bench.cuda.local import local_gpu
+
+        found, why = local_gpu()
+        if found is None:
+            raise click.ClickException(why)
+        h = found
+    else:
+        h = detect_cpu()
     if as_json:
         click.echo(h.to_json())
+        return
+    if h.kind == "gpu":
+        click.echo(f"{h.name}\n{h.arch}, {h.num_cores} SMs, hw_id {h.hw_id}\n"
+                   + " ".join(f"{k}={v}" for k, v in sorted(h.details.items())))
         return
     click.echo(f"{h.name}\nllvm cpu {h.arch}, {h.num_cores} cores, hw_id {h.hw_id}\nisa {' '.join(h.isa)}")
 

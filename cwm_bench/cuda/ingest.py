@@ -32,7 +32,8 @@ def hardware_from_device(device: dict) -> HardwareDescriptor:
                "memory_bytes": tvm_dev.get("total_global_memory"), "max_clock_khz": tvm_dev.get("max_clock_rate_khz"),
                "cuda_driver_version": tvm_dev.get("driver_version"), "driver": smi.get("driver_version"),
                "clocks_max_sm_mhz": smi.get("clocks.max.sm"), "clocks_max_memory_mhz": smi.get("clocks.max.memory"),
-               "power_limit_w": smi.get("power.limit"), "collected_at": device.get("collected_at")}
+               "power_limit_w": smi.get("power.limit"), "uuid": smi.get("uuid"), "pci_bus_id": smi.get("pci.bus_id"),
+               "collected_at": device.get("collected_at")}
     return HardwareDescriptor(
         kind="gpu", name=str(tvm_dev.get("device_name") or smi.get("name") or "unknown"),
         arch="sm_" + str(tvm_dev["compute_version"]).replace(".", ""),

@@ -45,12 +45,13 @@ class Runner:
     """Times kernels under a `MeasureProtocol`; a crash or hang is that candidate's error row."""
 
     def __init__(self, protocol: MeasureProtocol, device: str = "cpu", num_threads: int | None = None,
-                 seed: int = 0, connect: dict | None = None, cpus: set[int] | None = None):
+                 seed: int = 0, connect: dict | None = None, cpus: set[int] | None = None,
+                 flush_bytes: int = 0, handler: str = "cwm_bench.measure.worker:handle"):
         self.protocol = protocol
         self.device = device
+        self.flush_bytes = flush_bytes  # GPU: bytes copied on the device before each timing (evicts L2)
         threads = num_threads or len(cpus or os.sched_getaffinity(0))
-        self.worker = IsolatedWorker("cwm_bench.measure.worker:handle",
-                                     env={"TVM_NUM_THREADS": str(threads), **cpus_env(cpus)})
+        self.worker = IsolatedWorker(handler, env={"TVM_NUM_THREADS": str(threads), **cpus_env(cpus)})
         self.rng = np.random.default_rng(seed)
         self.connect = connect  # {"tracker", "key", "session_timeout_s", "connect_timeout_s"} for RPC
         self.server: str | None = None  # "host:port" of the RPC server this runner holds a session with
@@ -109,7 +110,7 @@ class Runner:
                 outcome = self._call({"op": "time", "key": item.key, "workload_id": item.workload_id,
                                             "repeat": self._repeats(item.key), "min_repeat_ms": p.min_repeat_ms,
                                             "number": p.number, "cache_flush": p.cache_flush,
-                                            "device": self.device}, p.timeout_s)
+                                            "flush_bytes": self.flush_bytes, "device": self.device}, p.timeout_s)
                 if self._failed(outcome, result):
                     continue
                 result.latencies_s.extend(outcome.value["latencies_s"])
@@ -207,6 +208,10 @@ class Runner:
             return True
         if outcome.status in ("crash", "timeout"):
             self._forget_worker_state()  # the worker was restarted: everything must be loaded again
+        elif self.device == "cuda" and not self.connect:
+            # a CUDA error can leave the context unusable for every later kernel: replace the worker
+            self.worker.restart()
+            self._forget_worker_state()
         result.status = RUN_STATUS[outcome.status]
         result.error = f"{outcome.status}: {outcome.message}"
         return True
