@@ -27,10 +27,14 @@ CUDA_FLOW = """Without a GPU here, GPU datasets are collected in three steps (se
 @click.option("--shard", default="0/1", show_default=True, metavar="I/N",
               help="Build only every N-th task starting at I (run N processes with separate --out folders "
                    "to use every core: candidate sampling runs in the main process).")
+@click.option("--from", "from_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A dataset folder this GPU architecture has measured (ingest-cuda output): build the next "
+                   "round, evolutionary candidates from MetaSchedule's search with XGB trained on its records.")
 def build_cuda(suite: str, gpu: str, per_task: int, out_dir: str, seed: int, max_bundle_mb: float,
-               build_workers: int | None, shard: str) -> None:
-    """Step 1 of a GPU dataset: draw random CUDA candidates and compile them (host library + cubin,
-    with nvcc; no GPU needed) into bundles of at most --max-bundle-mb each."""
+               build_workers: int | None, shard: str, from_dir: str | None) -> None:
+    """Step 1 of a GPU dataset: draw CUDA candidates and compile them (host library + cubin, with nvcc;
+    no GPU needed) into bundles of at most --max-bundle-mb each. Round 1 is random candidates; with
+    --from DATA_DIR, the next round is evolutionary, seeded with what DATA_DIR measured."""
     from cwm_bench.cuda.build import build_cuda_bundle
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
@@ -42,8 +46,11 @@ def build_cuda(suite: str, gpu: str, per_task: int, out_dir: str, seed: int, max
     except UnknownSuiteError as exc:
         raise click.BadParameter(str(exc), param_hint="--workloads") from exc
     chosen = chosen[int(index)::int(count)]
-    bundles = build_cuda_bundle(chosen, GPU_PRESETS[gpu], out_dir, per_task, seed=seed,
-                                max_bundle_mb=max_bundle_mb, build_workers=build_workers)
+    try:
+        bundles = build_cuda_bundle(chosen, GPU_PRESETS[gpu], out_dir, per_task, seed=seed,
+                                    max_bundle_mb=max_bundle_mb, build_workers=build_workers, from_dir=from_dir)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo("bundles: " + " ".join(bundles))
 
 

@@ -9,9 +9,10 @@ them into bundles a lent GPU machine can time with runtime-only TVM.
     BUNDLE/pending.parquet    each candidate's records row minus the measurement (RECORDS schema)
     BUNDLE/workloads.parquet  the workloads rows
 
-Candidates are random samples of MetaSchedule's CUDA design spaces only: the evolutionary search
-needs measured latencies, which exist only after a GPU round trip (TODO: a second, evolutionary pass
-seeded with an ingested dataset). References are the workloads scheduled by dlight's GPU fallback
+Round 1 candidates are random samples of MetaSchedule's CUDA design spaces; later rounds
+(`build-cuda --from DATA_DIR`) come from its evolutionary search, guided by XGB trained on what
+earlier rounds measured. The manifest says the round; ingest copies it into each row's protocol.
+References are the workloads scheduled by dlight's GPU fallback
 (or `DefaultGPUSchedule`); a workload neither can schedule goes unchecked.
 """
 
@@ -71,7 +72,8 @@ class BundleWriter:
     """Fills bundles up to `max_bytes` of libraries each, then starts the next (bundle-000, -001...)."""
 
     def __init__(self, out_dir: str, target_json: str, gpu: HardwareDescriptor, max_bytes: int,
-                 binaries_dir: str):
+                 binaries_dir: str, build_round: int = 1):
+        self.build_round = build_round  # 1: random candidates; 2+: evolutionary, seeded with measured rounds
         self.out_dir = out_dir
         self.binaries_dir = binaries_dir
         self.target_json = target_json
@@ -133,7 +135,7 @@ class BundleWriter:
                        os.path.join(bundle.path, WORKLOADS))
         manifest = {"format": BUNDLE_FORMAT, "target": json.loads(self.target_json),
                     "gpu": json.loads(self.gpu.to_json()), "tvm_version": tvm_version(),
-                    "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "round": self.build_round,
                     "workloads": bundle.workloads, "candidates": bundle.candidates}
         with open(os.path.join(bundle.path, MANIFEST), "w") as handle:
             json.dump(manifest, handle, indent=1)
@@ -144,20 +146,75 @@ def _task_seed(seed: int, workload_id: str) -> int:
     return int(workload_id[:8], 16) % 1_000_003 + seed * 1_000_033 + 1
 
 
+def measured_rounds(data_dir: str, arch: str) -> tuple[dict[str, list[dict]], int]:
+    """What earlier rounds measured on GPUs of `arch` in a dataset folder: per workload its rows
+    (program_hash, trace_json, status, latency_s), and the last round found (1 where rows predate rounds)."""
+    from cwm_bench.rows.store import DatasetStore
+
+    table = DatasetStore(data_dir, readonly=True).read(
+        "records", ["workload_id", "program_hash", "trace_json", "status", "latency_s", "hw_kind", "hw_arch",
+                    "protocol"])
+    by_workload: dict[str, list[dict]] = {}
+    last = 0
+    for r in table.to_pylist():
+        if r["hw_kind"] != "gpu" or r["hw_arch"] != arch:
+            continue
+        by_workload.setdefault(r["workload_id"], []).append(r)
+        try:
+            last = max(last, int(json.loads(r["protocol"] or "{}").get("round", 1)))
+        except (ValueError, TypeError, AttributeError):
+            last = max(last, 1)
+    return by_workload, last
+
+
+def _evolutionary(generator: CandidateGenerator, rows: list[dict], per_task: int) -> list[Candidate]:
+    """`per_task` new candidates from MetaSchedule's evolutionary search, its XGB model trained on `rows`."""
+    from cwm_bench.candidates.actions import replay_trace
+
+    generator.remember(sorted({r["program_hash"] for r in rows}))
+    ok = [r for r in rows if r["status"] == "ok" and r["latency_s"]]
+    seeds = [Candidate(generator.workload.workload_id, replay_trace(r["trace_json"], generator.workload.mod),
+                       "imported", 0, -1, r["program_hash"], r["trace_json"]) for r in ok]
+    generator.observe(seeds, [r["latency_s"] for r in ok])
+    out: list[Candidate] = []
+    empty = 0
+    while len(out) < per_task and empty < 3:
+        got = generator.evolutionary(per_task - len(out))
+        empty = 0 if got else empty + 1
+        out.extend(got)
+    return out
+
+
 def build_cuda_bundle(workloads: list[Workload], gpu: HardwareDescriptor, out_dir: str, per_task: int,
                       seed: int = 0, max_bundle_mb: float = 32.0, build_workers: int | None = None,
-                      build_timeout_s: float = 120.0, max_attempts: int = 64, log=print) -> list[str]:
-    """Draw `per_task` random candidates per workload, build them for `gpu`, write bundles; returns
-    the bundle folders. Candidates that fail to build stay in the bundle (status `build_error`)."""
+                      build_timeout_s: float = 120.0, max_attempts: int = 64, log=print,
+                      from_dir: str | None = None) -> list[str]:
+    """Draw `per_task` candidates per workload, build them for `gpu`, write bundles; returns the
+    bundle folders. Candidates that fail to build stay in the bundle (status `build_error`).
+
+    Without `from_dir`: random candidates (round 1). With it: a next round of evolutionary candidates,
+    MetaSchedule's search guided by XGB trained on what `from_dir` measured on this GPU architecture
+    (programs already there are never drawn again); workloads it has no measurement of are skipped."""
     target = target_for(gpu)
     target_json = str(target)
+    measured, last_round = measured_rounds(from_dir, gpu.arch) if from_dir else ({}, 0)
+    if from_dir and not measured:
+        raise ValueError(f"{from_dir} holds no measured {gpu.arch} records to seed the search with")
     os.makedirs(out_dir, exist_ok=True)
     builder = ParallelBuilder(target_json, build_workers, build_timeout_s, device_binaries=True)
-    writer = BundleWriter(out_dir, target_json, gpu, int(max_bundle_mb * 2**20), builder.device_binaries_dir)
+    writer = BundleWriter(out_dir, target_json, gpu, int(max_bundle_mb * 2**20), builder.device_binaries_dir,
+                          build_round=last_round + 1)
     try:
         for w in workloads:
-            generator = CandidateGenerator(w, target, seed=_task_seed(seed, w.workload_id))
-            candidates = generator.random(per_task, max_attempts_per_candidate=max_attempts)
+            generator = CandidateGenerator(w, target, seed=_task_seed(seed, w.workload_id) + 7919 * last_round)
+            if from_dir:
+                rows = measured.get(w.workload_id)
+                if not any(r["status"] == "ok" for r in rows or []):
+                    log(f"{w.task_name}: no ok record in {from_dir}; skipped")
+                    continue
+                candidates = _evolutionary(generator, rows or [], per_task)
+            else:
+                candidates = generator.random(per_task, max_attempts_per_candidate=max_attempts)
             ref_mod = reference_module(w.mod, target)
             items = [(record_id(w.workload_id, c.program_hash), c.mod) for c in candidates]
             if ref_mod is not None:

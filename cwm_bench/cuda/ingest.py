@@ -75,7 +75,9 @@ def ingest_cuda(bundle: str, results_path: str, device_path: str, out_dir: str) 
     name = bundle_name(bundle)
     if any("/" in b for b in listed) and name not in listed:  # older results list basenames only
         raise ValueError(f"{results_path} did not measure bundle {name} (it measured {', '.join(listed)})")
-    protocol_json = json.dumps(results.get("protocol", {}), sort_keys=True)
+    # the build round travels with each row: 1 = random candidates, 2+ = evolutionary ones seeded by earlier rounds
+    protocol_json = json.dumps({**results.get("protocol", {}), "round": int(manifest.get("round", 1))},
+                               sort_keys=True)
     target_json = json.dumps(manifest["target"], sort_keys=True)
     measured = results.get("results", {})
     stamp = _measured_at(results, device, results_path)

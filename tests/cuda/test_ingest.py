@@ -107,3 +107,43 @@ def test_ingest_keys_rows_by_hardware_and_checks_the_run(cuda_bundle, tmp_path):
     other = dict(FAKE_DEVICE, tvm_device=dict(FAKE_DEVICE["tvm_device"], device_name="NVIDIA H200"))
     (tmp_path / "d2.json").write_text(json.dumps(other))
     assert ingest_cuda(cuda_bundle, str(tmp_path / "r.json"), str(tmp_path / "d2.json"), out).rows == 3
+
+
+def _all_ok(bundle: str, base: float) -> dict:
+    """FIXTURE: every built candidate ok, made-up latencies that differ."""
+    with open(os.path.join(bundle, MANIFEST)) as handle:
+        keys = [c["key"] for c in json.load(handle)["candidates"] if c["lib"]]
+    return {"format": 1, "protocol": {"rounds": 2, "repeats": 3, "device": "cuda"}, "results": {
+        k: {"status": "ok", "latencies_s": [base * (i + 1)] * 3, "error": None, "checked": False}
+        for i, k in enumerate(keys)}}
+
+
+def test_build_cuda_from_an_ingested_folder_makes_an_evolutionary_second_round(cuda_bundle, tmp_path):
+    from cwm_bench.cuda.build import build_cuda_bundle
+    from cwm_bench.hardware import GPU_PRESETS
+    from cwm_bench.workload.suites import select_workloads
+
+    device = tmp_path / "device.json"
+    device.write_text(json.dumps(FAKE_DEVICE))
+    data = tmp_path / "data"
+    first = tmp_path / "r1.json"
+    first.write_text(json.dumps(_all_ok(cuda_bundle, 1e-5)))
+    ingest_cuda(cuda_bundle, str(first), str(device), str(data))
+    with pytest.raises(ValueError, match="no measured sm_80"):
+        build_cuda_bundle([], GPU_PRESETS["h100"].__class__(**{**GPU_PRESETS["h100"].__dict__, "arch": "sm_80"}),
+                          str(tmp_path / "none"), 3, from_dir=str(data))
+    workloads = select_workloads("mini:matmul_64x64x64", "cuda")
+    bundles = build_cuda_bundle(workloads, GPU_PRESETS["h100"], str(tmp_path / "round2"), per_task=3,
+                                build_workers=1, log=lambda text: None, from_dir=str(data))
+    manifest = json.loads(open(os.path.join(bundles[0], MANIFEST)).read())
+    assert manifest["round"] == 2
+    assert manifest["candidates"] and {c["origin"] for c in manifest["candidates"]} == {"evolutionary"}
+    round1 = {r["program_hash"] for r in pq.read_table(str(data / "records")).to_pylist()}
+    assert not round1 & {c["program_hash"] for c in manifest["candidates"]}, "programs of round 1 never again"
+    second = tmp_path / "r2.json"
+    second.write_text(json.dumps(_all_ok(bundles[0], 2e-5)))
+    ingest_cuda(bundles[0], str(second), str(device), str(data))
+    rows = pq.read_table(str(data / "records")).to_pylist()
+    rounds = {json.loads(r["protocol"])["round"] for r in rows}
+    assert rounds == {1, 2}
+    assert validate_dataset(str(data), replay_count=2)[0] == []
