@@ -7,7 +7,7 @@ k is measured, batch k+1 is searched and built on the other cores; the search th
 measurements up to batch k-1 (the cost model lags one batch). Once batch k is measured, the
 measuring cores build too, until batch k+1 is built. Every row's protocol says whether its batch
 overlapped a search or build (`overlapped_build`). Every batch is one atomic shard, so a killed
-collection loses at most the batches in flight and resumes where it stopped.
+collection loses at most the batches in flight (two when pipelined) and resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -136,6 +136,10 @@ class Collector:
                              f"to {len(self.measure_cpus)}: describe what measures (detect_cpu(num_cores))")
         if config.overlap and hardware.kind == "cpu" and config.rpc is None and not self.measure_cpus:
             raise ValueError("overlap on a local CPU measures on its own cores: set measure_cores")
+        if hardware.kind == "gpu" and config.protocol.cache_flush \
+                and not hardware.details.get("l2_cache_size_bytes"):
+            raise ValueError(f"{hardware.name}: its L2 size is unknown, so caches cannot be flushed between "
+                             f"timings (measure with cache_flush off)")
         if self.build_cpus is not None and not self.build_cpus:
             raise ValueError("measure_cores leave no core to build on")
         self.target = target_for(hardware)
@@ -150,6 +154,7 @@ class Collector:
         self._own_affinity: set[int] | None = None
         self.stage_seconds: Counter = Counter()  # wall time per pipeline stage, for benchmarks
         self.batches = Counter()  # "overlapped" / "alone": how the batches were measured
+        self._work_done = 0  # search and build stages entered so far
         # Last: locks the folder (DatasetBusyError while another process writes to it).
         self.store = DatasetStore(out_dir, provenance(hardware, self.target_json, self.protocol_json))
 
@@ -161,6 +166,7 @@ class Collector:
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
+        self._work_done += name in ("search", "build")  # tells whether work ran beside a measurement
         started = time.perf_counter()
         try:
             yield
@@ -182,11 +188,12 @@ class Collector:
             while True:
                 pending = self._in_flight
                 measuring = not self._measuring_cores_idle()
+                work_before = self._work_done
                 batch = next(batches, None)
+                if pending is not None and measuring and (batch is not None or self._work_done != work_before):
+                    pending.overlapped = True  # a search (and the next batch's build) ran beside it
                 if batch is None:
                     break
-                if pending is not None and measuring:
-                    pending.overlapped = True  # the next batch was searched, and is built, beside it
                 with self._stage("build"):
                     batch.builds = self.builder.build([(c.program_hash, c.mod) for c in batch.candidates],
                                                       lender_free=self._measuring_cores_idle)
@@ -215,19 +222,23 @@ class Collector:
         return list(out.values())
 
     def close(self) -> None:
-        if self._measurer is not None:
-            self._measurer.shutdown(wait=False, cancel_futures=True)
-            self._measurer = None
-        if self._builder is not None:
-            self._builder.close()
-            self._builder = None
-        if self._runner is not None:
-            self._runner.close()
+        try:
+            if self._runner is not None:
+                # first: a batch still being measured (Ctrl-C, an error here) fails fast instead of
+                # restarting its worker, so the measuring thread ends and the executor can be joined
+                self._runner.close()
+            if self._measurer is not None:
+                self._measurer.shutdown(wait=True, cancel_futures=True)
+                self._measurer = None
             self._runner = None
-        if self._own_affinity is not None:
-            os.sched_setaffinity(0, self._own_affinity)
-            self._own_affinity = None
-        self.store.close()
+            if self._builder is not None:
+                self._builder.close()
+                self._builder = None
+        finally:
+            if self._own_affinity is not None:
+                os.sched_setaffinity(0, self._own_affinity)
+                self._own_affinity = None
+            self.store.close()
 
     # -- the pipeline --------------------------------------------------------------------------
     def _start_workers(self) -> None:
@@ -358,6 +369,7 @@ class Collector:
             if mod is None:
                 self.log(f"{w.task_name}: no GPU reference schedule applies, outputs go unchecked")
                 return None
+        self._work_done += 1
         result = self.builder.build([(f"reference-{w.workload_id}", mod)])[0]
         if result.status != "ok":
             self.log(f"{w.task_name}: the unscheduled program did not build, outputs go unchecked "

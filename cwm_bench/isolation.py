@@ -26,8 +26,9 @@ CPUS_ENV = "CWM_BENCH_WORKER_CPUS"  # comma-separated cores a worker pins itself
 
 
 def cpus_env(cpus: set[int] | None) -> dict[str, str]:
-    """Environment entry pinning an isolated worker to `cpus` (empty when None)."""
-    return {CPUS_ENV: ",".join(str(c) for c in sorted(cpus))} if cpus else {}
+    """Environment pinning an isolated worker to `cpus` (empty when None). TVM's thread pool would
+    otherwise re-pin its threads to cores 0..N-1 whatever the process's mask (TVM_BIND_THREADS)."""
+    return {CPUS_ENV: ",".join(str(c) for c in sorted(cpus)), "TVM_BIND_THREADS": "0"} if cpus else {}
 
 
 @dataclass
@@ -86,6 +87,7 @@ class IsolatedWorker:
         self._tx: Connection | None = None
         self._sent_at = 0.0
         self._ready = False
+        self.closed = False  # after close(): no request starts it again (another thread may still call)
 
     def start(self) -> None:
         self.spawn()
@@ -122,6 +124,8 @@ class IsolatedWorker:
         return self.process is not None and self.process.poll() is None
 
     def ensure_started(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"worker {self.handler_path} was closed")
         if not self.alive():
             self.kill()
             self.start()
@@ -182,6 +186,7 @@ class IsolatedWorker:
         self.process, self.conn, self._tx = None, None, None
 
     def close(self) -> None:
+        self.closed = True
         if self.alive() and self._tx is not None:
             try:
                 self._tx.send(None)

@@ -54,3 +54,38 @@ def test_hardware_must_describe_the_measuring_cores(tmp_path):
     last = sorted(os.sched_getaffinity(0))[-1]
     with pytest.raises(ValueError, match="pinned to 1"):
         Collector(detect_cpu(), str(tmp_path / "d"), CollectConfig(measure_cores=(last,), overlap=True))
+
+
+def test_closing_mid_measurement_ends_the_measuring_thread(tmp_path):
+    """Ctrl-C or an error while a batch is measured: close() must not hang on, or restart, the worker."""
+    import os
+    import threading
+    import time
+
+    if usable_cores() < 2:
+        pytest.skip("overlap needs 2 cores")
+    last = sorted(os.sched_getaffinity(0))[-1]
+    slow = MeasureProtocol(rounds=50, repeats_per_round=3, min_repeat_ms=20, check_fraction=0.0)
+    config = CollectConfig(per_task=8, batch_size=8, protocol=slow, measure_cores=(last,), overlap=True)
+    collector = Collector(detect_cpu(1), str(tmp_path / "data"), config, log=lambda s: None)
+    workloads = select_workloads("mini:matmul_64x64x64,softmax_64x128")
+    errors = []
+
+    def stop_when_measuring():
+        deadline = time.time() + 120
+        while time.time() < deadline and not (collector._in_flight and collector._runner is not None):
+            time.sleep(0.05)
+        time.sleep(1.0)
+        raise_in = collector._runner  # what the main thread's error path does: close everything
+        assert raise_in is not None
+        started = time.time()
+        collector.close()
+        errors.append(time.time() - started)
+
+    closer = threading.Thread(target=stop_when_measuring)
+    closer.start()
+    with pytest.raises(Exception):  # noqa: B017  (the run loses its workers: any error, but it must end)
+        collector.run(workloads)
+    closer.join(timeout=60)
+    assert errors and errors[0] < 30, "close() returns promptly while a batch is being measured"
+    assert not [t for t in threading.enumerate() if t.name.startswith("cwm-measure")], "no measuring thread left"

@@ -23,10 +23,14 @@ class BuildResult:
     device_binaries: tuple[str, ...] = ()  # digests of compiled CUDA kernels (GPU targets only)
 
 
-def memory_scratch() -> str | None:
-    """A RAM-backed folder for short-lived build files (/dev/shm), or None where there is none."""
+def memory_scratch(min_free_bytes: int = 2**30) -> str | None:
+    """A RAM-backed folder for short-lived build files (/dev/shm), or None where there is none or it
+    has under `min_free_bytes` free (containers often give it 64 MB; a full one would fail builds)."""
     path = "/dev/shm"
-    return path if os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK) else None
+    if not (os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)):
+        return None
+    stats = os.statvfs(path)
+    return path if stats.f_bavail * stats.f_frsize >= min_free_bytes else None
 
 
 class ParallelBuilder:

@@ -120,10 +120,14 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     from cwm_bench.rows.store import DATASET_ERRORS
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
+    if target_kind == "cuda" and rpc_tracker:
+        # a runtime-only GPU server cannot compile the CUDA source a GPU-less builder exports
+        raise click.UsageError("--target cuda with --rpc-tracker is not supported yet: collect on the GPU "
+                               f"machine itself (collect --target cuda there), or:\n{CUDA_FLOW}")
     rpc = _rpc_config(rpc_tracker, device_key, parallel, max_attempts, device_hardware)
     gpu = None
     if target_kind == "cuda":
-        gpu = _gpu_hardware(rpc)
+        gpu = _gpu_hardware()
         cache_flush = True if cache_flush is None else cache_flush
     try:
         chosen = select_workloads(suite, target_kind)
@@ -143,7 +147,7 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
         hardware = HardwareDescriptor.from_json(Path(device_hardware).read_text()) if device_hardware \
             else detect_cpu()
     else:
-        cores, overlapped, note = _overlap_plan(overlap, measure_cores)
+        cores, overlapped, note = _overlap_plan(overlap, measure_cores, out_dir)
         click.echo(note, err=True)
         hardware = detect_cpu(len(cores) if cores else None)
     config = CollectConfig(per_task=per_task, batch_size=batch_size, seed=seed,
@@ -156,9 +160,14 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
                f"measuring on {where}")
     bar = tqdm(total=0, unit="rec", disable=no_progress, dynamic_ncols=True)
     try:
-        with Collector(hardware, out_dir, config,
-                       on_records=lambda n, task: (bar.set_postfix_str(task[:30]), bar.update(n)),
-                       log=lambda text: tqdm.write(text)) as collector:
+        collector = Collector(hardware, out_dir, config,
+                              on_records=lambda n, task: (bar.set_postfix_str(task[:30]), bar.update(n)),
+                              log=lambda text: tqdm.write(text))
+    except (ValueError, *DATASET_ERRORS) as exc:  # a busy folder, settings this hardware cannot honour
+        bar.close()
+        raise click.ClickException(str(exc)) from exc
+    try:
+        with collector:
             bar.total = collector.remaining(chosen)
             bar.refresh()
             click.echo(f"{len(chosen)} tasks, {bar.total} records to collect into {out_dir}", err=True)
@@ -174,12 +183,8 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     click.echo(summary_table(summaries))
 
 
-def _gpu_hardware(rpc):
+def _gpu_hardware():
     """This machine's GPU, or a usage error naming the bundle flow."""
-    if rpc is not None:
-        # a runtime-only GPU server cannot compile the CUDA source a GPU-less builder exports
-        raise click.UsageError("--target cuda with --rpc-tracker is not supported yet: collect on the GPU "
-                               f"machine itself (collect --target cuda there), or:\n{CUDA_FLOW}")
     from cwm_bench.cuda.local import local_gpu
 
     hardware, why = local_gpu()
@@ -188,7 +193,22 @@ def _gpu_hardware(rpc):
     return hardware
 
 
-def _overlap_plan(overlap: str, measure_cores: str | None) -> tuple[tuple[int, ...] | None, bool, str]:
+def _resumed_cores(out_dir: str | None, plan) -> str | None:
+    """"pinned" / "all" when `out_dir` already holds this CPU's records measured on `plan.measure` / on
+    every core (so that `auto` keeps a resumed collection's hardware); None for a new folder."""
+    from cwm_bench.hardware import detect_cpu
+    from cwm_bench.rows.store import DatasetStore
+
+    if not out_dir or not os.path.isdir(os.path.join(out_dir, "records")):
+        return None
+    store = DatasetStore(out_dir, readonly=True)
+    pinned = bool(store.progress(detect_cpu(len(plan.measure)).hw_id))
+    every = bool(store.progress(detect_cpu().hw_id))
+    return "pinned" if pinned and not every else "all" if every and not pinned else None
+
+
+def _overlap_plan(overlap: str, measure_cores: str | None,
+                  out_dir: str | None = None) -> tuple[tuple[int, ...] | None, bool, str]:
     """(measuring cores or None for all, overlap on?, one line saying why) for a local collection."""
     from cwm_bench.hardware import detect_cpu
     from cwm_bench.measure.cores import CorePlanError, default_measure_cores, parse_measure_cores, plan_cores
@@ -210,10 +230,17 @@ def _overlap_plan(overlap: str, measure_cores: str | None) -> tuple[tuple[int, .
             if verdict else "overlap was never checked on this machine")
     if overlap == "on":
         return plan.measure, True, f"overlap on (--overlap on; {seen}): {plan.text}"
+    resumed = None if measure_cores else _resumed_cores(out_dir, plan)
+    if resumed == "all":
+        return None, False, ("overlap off: this folder's records were measured on every core, and a resumed "
+                             "collection keeps its hardware (--overlap on to start pinned rows beside them)")
     if verdict and verdict.ok:
         return plan.measure, True, f"overlap on ({seen}): {plan.text}"
     why = f"{seen}, below {verdict.threshold}" if verdict else \
         f"{seen}; `cwm-bench check-overlap` (~4 min) measures whether it keeps timings stable"
+    if resumed == "pinned":  # keep measuring the way the folder's records were
+        return plan.measure, False, f"overlap off: {why}; measuring on core(s) as this folder's records were: " \
+                                    f"{plan.text}"
     return (plan.measure if measure_cores else None), False, f"overlap off: {why}"
 
 
@@ -305,7 +332,8 @@ def check_overlap_command(measure_cores: str | None, suite: str, programs_per_ta
     programs = dataset_programs(from_dir, chosen, programs_per_task) if from_dir \
         else random_programs(chosen, target, programs_per_task)
     if not programs:
-        raise click.ClickException(f"{from_dir}: no ok records of {suite}")
+        raise click.ClickException(f"{from_dir}: no ok records of {suite}" if from_dir
+                                   else f"no valid random program of {suite} could be drawn")
     verdict = check_overlap(hardware, plan, str(target), programs, log=lambda text: click.echo(text, err=True))
     click.echo("\n".join(verdict.lines()))
     click.echo(f"saved: {save_verdict(verdict, hardware, plan)}")

@@ -126,7 +126,14 @@ class _BuildLoad:
         self.modules = modules
         self.stop = threading.Event()
         self.builds = 0
-        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._guarded, daemon=True)
+
+    def _guarded(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001  (re-raised in __exit__: no load means no verdict)
+            self.error = exc
 
     def _loop(self) -> None:
         while not self.stop.is_set():
@@ -146,6 +153,10 @@ class _BuildLoad:
         self.stop.set()
         self.thread.join()
         self.builder.close()
+        if self.error is not None:
+            raise RuntimeError(f"the build load beside the timing run failed: {self.error}") from self.error
+        if not self.builds:
+            raise RuntimeError("no build finished beside the timing run: that run was not overlapped")
 
 
 def _timed_run(items: list[MeasureItem], protocol: MeasureProtocol, plan: CorePlan, seed: int) -> dict[str, float]:

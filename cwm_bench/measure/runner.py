@@ -154,6 +154,9 @@ class Runner:
         self._reference_failed[item.workload_id] = f"{outcome.status}: {outcome.message}"
         if outcome.status in ("crash", "timeout"):
             self._forget_worker_state()
+        elif self.device == "cuda" and not self.connect:  # a CUDA error: the context may be unusable
+            self.worker.restart()
+            self._forget_worker_state()
         return False
 
     def _check(self, item: MeasureItem, result: MeasureResult) -> None:

@@ -110,15 +110,18 @@ def handle(request: dict) -> dict:
     if op == "time":
         module = _modules[request["key"]]
         calibrated = _numbers.get(request["key"])
-        if request.get("device") == "cuda" and request["cache_flush"] and request.get("flush_bytes"):
+        gpu = request.get("device") == "cuda"
+        if gpu and request["cache_flush"]:
+            if not request.get("flush_bytes"):
+                raise ValueError("cache_flush on a GPU needs flush_bytes (the L2 size is unknown)")
             # as tools/cuda_worker.py: one call per timing, after a device copy that evicts L2
             evaluator = module.time_evaluator("main", dev, number=1, repeat=request["repeat"],
                                               cache_flush_bytes=request["flush_bytes"])
-        else:
+        else:  # the CPU flush never runs on device pointers
             evaluator = module.time_evaluator(
                 "main", dev, number=calibrated or request.get("number", 1), repeat=request["repeat"],
                 min_repeat_ms=0 if calibrated else request["min_repeat_ms"],
-                f_preproc="cache_flush_cpu_non_first_arg" if request["cache_flush"] else "")
+                f_preproc="cache_flush_cpu_non_first_arg" if request["cache_flush"] and not gpu else "")
         return {"latencies_s": [float(x) for x in evaluator(*_tensors[request["workload_id"]]).results]}
     if op == "info":  # the device as tools/cuda_worker.py describes it (cwm_bench.cuda.ingest reads it)
         if not dev.exist:
