@@ -16,6 +16,14 @@ from cwm_bench.measure.overlap_check import (
 )
 
 
+@pytest.fixture(autouse=True)
+def own_verdict_cache(tmp_path, monkeypatch):
+    """Verdicts saved here must not leak into other tests (where `collect --overlap auto` reads them)."""
+    from cwm_bench.measure.overlap_check import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+
+
 def test_agreement_interval_brackets_the_truth():
     rng = np.random.default_rng(0)
     truth = {f"p{i}": float(x) for i, x in enumerate(rng.lognormal(size=60))}
@@ -83,3 +91,18 @@ def test_a_small_real_check_times_quiet_and_overlapped_runs(matmul):
                                                                              min_repeat_ms=1), log=lambda s: None)
     assert verdict.programs == 6 and verdict.tasks == 1
     assert 0.0 <= verdict.overlapped <= 1.0 and verdict.quiet_ci[0] <= verdict.quiet <= verdict.quiet_ci[1]
+
+
+def test_auto_keeps_a_resumed_folders_hardware(tiny_dataset):
+    """A folder collected on every core stays so under auto, even once overlap is allowed here."""
+    from cwm_bench.cli.collection import _overlap_plan
+    from cwm_bench.hardware import detect_cpu, usable_cores
+    from cwm_bench.measure.cores import default_measure_cores
+
+    if usable_cores() < 2:
+        pytest.skip("needs 2 cores")
+    plan = plan_cores(default_measure_cores())
+    save_verdict(_verdict(0.99), detect_cpu(len(plan.measure)), plan)
+    cores, on, note = _overlap_plan("auto", None, tiny_dataset)
+    assert (cores, on) == (None, False) and "every core" in note
+    assert _overlap_plan("auto", None, None)[1], "a new folder overlaps where the verdict allows"
