@@ -94,28 +94,18 @@ def run_ours(label: str, workloads, hardware, config, work: str) -> dict:
             "cores": hardware.num_cores}
 
 
-def serial_noise(programs, hardware, work: str) -> tuple[float, list[float]]:
+def serial_noise(programs, hardware) -> tuple[float, list[float]]:
     """The same programs built for every core and timed twice, in fresh workers, nothing beside them."""
     from cwm_bench.build.builder import ParallelBuilder
     from cwm_bench.hardware import target_for
-    from cwm_bench.measure.overlap_check import agreement_with_interval
-    from cwm_bench.measure.protocol import MeasureProtocol, summarize
-    from cwm_bench.measure.runner import MeasureItem, Runner
+    from cwm_bench.measure.overlap_check import agreement_with_interval, built_items, timed_run
+    from cwm_bench.measure.protocol import MeasureProtocol
 
-    builder = ParallelBuilder(str(target_for(hardware)), artifact_dir=os.path.join(work, "serial-noise"))
-    os.makedirs(builder.artifact_dir, exist_ok=True)
+    builder = ParallelBuilder(str(target_for(hardware)))
     try:
-        built = builder.build([(key, mod) for key, _, mod, _ in programs])
+        items = built_items(builder, programs)
         builder.pool.close()
-        items = [MeasureItem(b.key, b.lib_path, wid, specs)
-                 for b, (_, wid, _, specs) in zip(built, programs, strict=True) if b.status == "ok"]
-        runs = []
-        for seed in (0, 1):
-            runner = Runner(MeasureProtocol(), seed=seed)
-            try:
-                runs.append({r.key: summarize(r.latencies_s) for r in runner.measure(items) if r.latencies_s})
-            finally:
-                runner.close()
+        runs = [timed_run(items, MeasureProtocol(), seed) for seed in (0, 1)]
     finally:
         builder.close()
     return agreement_with_interval(*runs, {it.key: it.workload_id for it in items})
@@ -178,7 +168,7 @@ def main() -> None:
     verdict = check_overlap(pinned, plan, str(target_for(pinned)), programs, log=lambda s: None)
     print("\nnoise with the pipeline on, " + "\n".join(verdict.lines()))
     print(f"verdict saved for `collect --overlap auto`: {save_verdict(verdict, pinned, plan)}")
-    serial_value, (low, high) = serial_noise(programs, full, work)
+    serial_value, (low, high) = serial_noise(programs, full)
     print(f"  pairwise ordering agreement, serial default (kernels on {full.num_cores} cores, builds between): "
           f"{serial_value:.3f} [{low:.3f}, {high:.3f}]")
     print(f"\nour protocol: {CollectConfig().protocol.to_json()}")

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cwm_bench.build.builder import BuildResult, ParallelBuilder
-from cwm_bench.candidates.actions import replay_trace
 from cwm_bench.candidates.generate import Candidate, CandidateGenerator, SearchConfig
 from cwm_bench.hardware import HardwareDescriptor, target_for
 from cwm_bench.measure.cores import usable_cpus
@@ -190,7 +189,7 @@ class Collector:
                 measuring = not self._measuring_cores_idle()
                 work_before = self._work_done
                 batch = next(batches, None)
-                if pending is not None and measuring and (batch is not None or self._work_done != work_before):
+                if pending is not None and measuring and self._work_done != work_before:
                     pending.overlapped = True  # a search (and the next batch's build) ran beside it
                 if batch is None:
                     break
@@ -350,15 +349,8 @@ class Collector:
     def _replay_history(self, generator: CandidateGenerator, w: Workload) -> None:
         """Resume: teach the cost model what earlier runs measured for this task."""
         table = self.store.read("records", ["workload_id", "hw_id", "trace_json", "latency_s", "status"])
-        rows = [r for r in table.to_pylist() if r["workload_id"] == w.workload_id
-                and r["hw_id"] == self.hardware.hw_id and r["status"] == "ok"]
-        candidates, latencies = [], []
-        for r in rows:
-            sch = replay_trace(r["trace_json"], w.mod)
-            candidates.append(Candidate(w.workload_id, sch, "imported", 0, -1, "", r["trace_json"]))
-            latencies.append(r["latency_s"])
-        if candidates:
-            generator.observe(candidates, latencies)
+        generator.observe_records([r for r in table.to_pylist() if r["workload_id"] == w.workload_id
+                                   and r["hw_id"] == self.hardware.hw_id])
 
     def _build_reference(self, w: Workload) -> str | None:
         mod = w.mod

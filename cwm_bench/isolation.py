@@ -208,10 +208,14 @@ class WorkerPool:
         self.workers = [IsolatedWorker(handler_path, env) for _ in range(max(1, size))]
         self.lender = IsolatedWorker(handler_path, lender_env) if lender_env is not None else None
 
+    @property
+    def everyone(self) -> list[IsolatedWorker]:
+        return self.workers + ([self.lender] if self.lender else [])
+
     def spawn(self) -> None:
         """Start every worker at once (each imports TVM: seconds) without waiting; the first request
         to each waits for it."""
-        for w in self.workers + ([self.lender] if self.lender else []):
+        for w in self.everyone:
             if not w.alive():
                 w.kill()
                 w.spawn()
@@ -224,8 +228,7 @@ class WorkerPool:
         lender_ready = self.lender is not None and lender_free is not None  # not busy with a request
         busy: dict[Connection, tuple[IsolatedWorker, int, float]] = {}
         while queue or busy:
-            if queue and lender_ready and lender_free is not None and lender_free():
-                assert self.lender is not None
+            if queue and lender_ready and self.lender is not None and lender_free is not None and lender_free():
                 idle.append(self.lender)
                 lender_ready = False
             while queue and idle:
@@ -233,9 +236,6 @@ class WorkerPool:
                 worker.send(requests[index])
                 assert worker.conn is not None
                 busy[worker.conn] = (worker, index, time.perf_counter() + timeout_s)
-            if not busy:  # only the lender could take the rest, and its cores are busy: look again soon
-                time.sleep(0.02)
-                continue
             next_deadline = min(deadline for _, _, deadline in busy.values())
             wait_s = max(0.0, next_deadline - time.perf_counter())
             if queue and lender_ready:
@@ -260,8 +260,8 @@ class WorkerPool:
 
     @property
     def restarts(self) -> int:
-        return sum(w.restarts for w in self.workers + ([self.lender] if self.lender else []))
+        return sum(w.restarts for w in self.everyone)
 
     def close(self) -> None:
-        for worker in self.workers + ([self.lender] if self.lender else []):
+        for worker in self.everyone:
             worker.close()

@@ -89,3 +89,16 @@ def test_closing_mid_measurement_ends_the_measuring_thread(tmp_path):
     closer.join(timeout=60)
     assert errors and errors[0] < 30, "close() returns promptly while a batch is being measured"
     assert not [t for t in threading.enumerate() if t.name.startswith("cwm-measure")], "no measuring thread left"
+
+
+def test_impossible_measure_cores_are_a_usage_error(tmp_path):
+    import os
+
+    from click.testing import CliRunner
+
+    from cwm_bench.cli import main
+
+    result = CliRunner().invoke(main, ["collect", "--measure-cores", str(usable_cores()), "--out",
+                                       str(tmp_path / "d")])
+    assert result.exit_code == 2 and "building at least 1" in result.output
+    assert not os.path.exists(tmp_path / "d")

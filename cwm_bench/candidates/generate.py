@@ -157,6 +157,15 @@ class CandidateGenerator:
             if self._evolution_batch is not None:
                 self.ctx.notify_runner_results(mcs, results)
 
+    def observe_records(self, rows: Sequence[dict]) -> None:
+        """Teach the search stored records (resume, or a next round): their ok rows' traces are
+        replayed and observed with their latencies."""
+        ok = [r for r in rows if r["status"] == "ok" and r["latency_s"]]
+        seeds = [Candidate(self.workload.workload_id, replay_trace(r["trace_json"], self.workload.mod), "imported",
+                           0, -1, r.get("program_hash") or "", r["trace_json"]) for r in ok]
+        if seeds:
+            self.observe(seeds, [r["latency_s"] for r in ok])
+
     def _learn(self) -> None:
         """Refit the cost model on everything observed since the last refit (one XGB fit)."""
         if self._unlearned:

@@ -169,13 +169,8 @@ def measured_rounds(data_dir: str, arch: str) -> tuple[dict[str, list[dict]], in
 
 def _evolutionary(generator: CandidateGenerator, rows: list[dict], per_task: int) -> list[Candidate]:
     """`per_task` new candidates from MetaSchedule's evolutionary search, its XGB model trained on `rows`."""
-    from cwm_bench.candidates.actions import replay_trace
-
     generator.remember(sorted({r["program_hash"] for r in rows}))
-    ok = [r for r in rows if r["status"] == "ok" and r["latency_s"]]
-    seeds = [Candidate(generator.workload.workload_id, replay_trace(r["trace_json"], generator.workload.mod),
-                       "imported", 0, -1, r["program_hash"], r["trace_json"]) for r in ok]
-    generator.observe(seeds, [r["latency_s"] for r in ok])
+    generator.observe_records(rows)
     out: list[Candidate] = []
     empty = 0
     while len(out) < per_task and empty < 3:

@@ -159,8 +159,17 @@ class _BuildLoad:
             raise RuntimeError("no build finished beside the timing run: that run was not overlapped")
 
 
-def _timed_run(items: list[MeasureItem], protocol: MeasureProtocol, plan: CorePlan, seed: int) -> dict[str, float]:
-    runner = Runner(protocol, num_threads=len(plan.measure), seed=seed, cpus=set(plan.measure))
+def built_items(builder: ParallelBuilder, programs: list[tuple[str, str, object, list]]) -> list[MeasureItem]:
+    """Build `programs` ((key, workload_id, IRModule, arg_specs)); the ones that built, ready to time."""
+    built = builder.build([(key, mod) for key, _, mod, _ in programs])
+    return [MeasureItem(b.key, b.lib_path, wid, specs)
+            for b, (_, wid, _, specs) in zip(built, programs, strict=True) if b.status == "ok" and b.lib_path]
+
+
+def timed_run(items: list[MeasureItem], protocol: MeasureProtocol, seed: int,
+              cpus: set[int] | None = None) -> dict[str, float]:
+    """key -> median latency of one timing run in a fresh measuring worker (pinned to `cpus`)."""
+    runner = Runner(protocol, seed=seed, cpus=cpus)
     try:
         return {r.key: summarize(r.latencies_s) for r in runner.measure(items)
                 if r.status == "ok" and r.latencies_s}
@@ -176,9 +185,7 @@ def check_overlap(hardware: HardwareDescriptor, plan: CorePlan, target_json: str
     builder = ParallelBuilder(target_json)  # its libraries live until the timing runs are done
     try:
         log(f"building {len(programs)} programs")
-        built = builder.build([(key, mod) for key, _, mod, _ in programs])
-        items = [MeasureItem(b.key, b.lib_path, wid, specs)
-                 for b, (_, wid, _, specs) in zip(built, programs, strict=True) if b.status == "ok" and b.lib_path]
+        items = built_items(builder, programs)
         builder.pool.close()
         task_of = {it.key: it.workload_id for it in items}
         modules = [(f"load-{key}", mod) for key, _, mod, _ in programs]
@@ -186,10 +193,10 @@ def check_overlap(hardware: HardwareDescriptor, plan: CorePlan, target_json: str
         for index, kind in enumerate(["quiet", "overlapped", "quiet", "overlapped"]):
             log(f"timing run {index + 1}/4 ({kind})")
             if kind == "quiet":
-                runs[kind].append(_timed_run(items, protocol, plan, seed=index))
+                runs[kind].append(timed_run(items, protocol, index, set(plan.measure)))
             else:
                 with _BuildLoad(target_json, modules, set(plan.build)) as load:
-                    runs[kind].append(_timed_run(items, protocol, plan, seed=index))
+                    runs[kind].append(timed_run(items, protocol, index, set(plan.measure)))
                 log(f"  {load.builds} builds ran beside it")
         quiet, quiet_ci = agreement_with_interval(*runs["quiet"], task_of)
         over, over_ci = agreement_with_interval(*runs["overlapped"], task_of)

@@ -62,3 +62,24 @@ def test_collect_target_cuda_without_a_gpu_names_the_bundle_flow(tmp_path):
                              str(tmp_path / "d")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "no CUDA GPU on this machine" in result.stderr and "build-cuda" in result.stderr
+
+
+def test_refusals_are_one_line_and_write_nothing(tmp_path):
+    import dataclasses
+    import os
+
+    import pytest
+    from click.testing import CliRunner
+
+    from cwm_bench.cli import main
+    from cwm_bench.hardware import GPU_PRESETS
+
+    no_l2 = dataclasses.replace(GPU_PRESETS["h100"], details={k: v for k, v in GPU_PRESETS["h100"].details.items()
+                                                             if k != "l2_cache_size_bytes"})
+    with pytest.raises(ValueError, match="L2 size is unknown"):
+        Collector(no_l2, str(tmp_path / "gpu"), CollectConfig(protocol=MeasureProtocol(cache_flush=True)))
+    assert not os.path.exists(tmp_path / "gpu")
+    result = CliRunner().invoke(main, ["collect", "--target", "cuda", "--rpc-tracker", "127.0.0.1:1",
+                                       "--device-key", "k", "--out", str(tmp_path / "rpc")])
+    assert result.exit_code == 2 and "not supported yet" in result.output and "build-cuda" in result.output
+    assert not os.path.exists(tmp_path / "rpc")
