@@ -380,13 +380,16 @@ class Collector:
     def runner(self) -> Runner | RpcRunner:
         if self._runner is None:
             device = "cuda" if self.hardware.kind == "gpu" else "cpu"
+            gpu = device == "cuda"
+            # GPU: bytes copied on the device before each timing (twice the L2: every timing starts cold)
+            flush = 2 * int(self.hardware.details.get("l2_cache_size_bytes", 0)) \
+                if gpu and self.config.protocol.cache_flush else 0
             if self.config.rpc is not None:
                 self._runner = RpcRunner(self.config.protocol, self.config.rpc, device, seed=self.config.seed,
-                                         expected_cpu=self.hardware.arch if device == "cpu" else None, log=self.log)
+                                         expected_cpu=None if gpu else self.hardware.arch, log=self.log,
+                                         expected_gpu=(self.hardware.name, self.hardware.arch) if gpu else None,
+                                         flush_bytes=flush)
             else:
-                gpu = device == "cuda"
-                flush = 2 * int(self.hardware.details.get("l2_cache_size_bytes", 0)) \
-                    if gpu and self.config.protocol.cache_flush else 0
                 self._runner = Runner(self.config.protocol, device=device,
                                       num_threads=None if gpu else self.hardware.num_cores, seed=self.config.seed,
                                       cpus=self.measure_cpus, flush_bytes=flush, handler=self.measure_handler)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -40,6 +41,10 @@ class ParallelBuilder:
                  artifact_dir: str | None = None, device_binaries: bool = False, cpus: set[int] | None = None,
                  lender_cpus: set[int] | None = None):
         self.target_json = target_json
+        # CUDA targets: kernels are compiled to cubins inside each library (what `collect --target cuda`
+        # loads, locally or on a runtime-only RPC server); the bundle flow (`device_binaries`) instead
+        # keeps TVM's CUDA source in the library and writes cubins beside it, served by digest.
+        self.embed_device_code = json.loads(target_json).get("kind") == "cuda" and not device_binaries
         self.timeout_s = timeout_s
         self._own_dir = artifact_dir is None
         scratch = memory_scratch()
@@ -54,6 +59,10 @@ class ParallelBuilder:
         # there, used only while `build(..., lender_free)` says nothing is being measured.
         # TMPDIR: export_library writes objects there and the linker its temporaries (~10% of a build on disk)
         env = {"TVM_NUM_THREADS": "1", **({"TMPDIR": scratch} if scratch else {})}
+        if self.embed_device_code:
+            from cwm_bench.cuda.driver_stub import build_env
+
+            env.update(build_env())
         self.pool = WorkerPool("cwm_bench.build.worker:build", workers, env={**env, **cpus_env(cpus)},
                                lender_env={**env, **cpus_env(lender_cpus)} if lender_cpus else None)
 
@@ -68,7 +77,8 @@ class ParallelBuilder:
 
         requests = [{"mod_json": tvm.ir.save_json(mod), "target": self.target_json,
                      "out_path": os.path.join(self.artifact_dir, f"{key}.so"),
-                     "device_binaries_dir": self.device_binaries_dir} for key, mod in items]
+                     "device_binaries_dir": self.device_binaries_dir,
+                     "embed_device_code": self.embed_device_code} for key, mod in items]
         results = []
         for (key, _), outcome in zip(items, self.pool.map(requests, self.timeout_s, lender_free), strict=True):
             if outcome.ok:

@@ -47,8 +47,9 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
 
 @main.command()
 @click.option("--target", "target_kind", type=click.Choice(["llvm", "cuda"]), default="llvm", show_default=True,
-              help="llvm: this machine's CPU (mcpu detected). cuda: this machine's GPU (tvm.cuda(0); "
-                   "or RPC GPU servers); without one, the bundle flow in docs/cuda.md.")
+              help="llvm: this machine's CPU (mcpu detected). cuda: this machine's GPU (tvm.cuda(0)), or with "
+                   "--rpc-tracker the GPU servers' (kernels compiled to cubins here); without either, the bundle "
+                   "flow in docs/cuda.md.")
 @click.option("--workloads", "suite", default="mini", show_default=True,
               help="A suite (`cwm-bench workloads list`), optionally filtered: `cpu-v0:conv2d`, "
                    "`mini:matmul_64x64x64,softmax_64x128`.")
@@ -78,8 +79,9 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
 @click.option("--parallel", default=None, type=COUNT,
               help="With --rpc-tracker: sessions measuring at once (default: the servers registered at start).")
 @click.option("--device-hardware", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="With --rpc-tracker: the devices' descriptor, from `cwm-bench hardware --json` run on one of "
-                   "them (default: this machine's CPU; a server reporting another LLVM CPU stops the run).")
+              help="With --rpc-tracker: the devices' descriptor, from `cwm-bench hardware [--gpu] --json` run on "
+                   "one of them (default: this machine's CPU, or with --target cuda the GPU as a server describes "
+                   "it; a server reporting another LLVM CPU or GPU stops the run).")
 @click.option("--max-attempts", type=COUNT, default=2, show_default=True,
               help="With --rpc-tracker: servers a candidate may lose (death, hang) before it is an error row.")
 @click.option("--overlap", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
@@ -107,27 +109,31 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
       python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190          # one host
       python -m tvm.exec.rpc_server --tracker HOST:9190 --key xeon-8480   # each device
       cwm-bench collect --workloads cpu-v0 --out DIR --rpc-tracker HOST:9190 --device-key xeon-8480
+    GPU servers the same way (TVM's runtime-only server with CUDA is enough: kernels are compiled to
+    cubins here, nvcc needed, no GPU):
+      cwm-bench collect --target cuda --workloads gpu-v0 --out DIR --rpc-tracker HOST:9190 --device-key h100
     Rows name the server that timed them (`measured_by`); several collectors' folders
     become one with `cwm-bench merge`.
     """
     from tqdm import tqdm
 
     from cwm_bench.collect import CollectConfig, Collector
-    from cwm_bench.hardware import HardwareDescriptor, detect_cpu
+    from cwm_bench.hardware import detect_cpu
     from cwm_bench.measure.protocol import MeasureProtocol
     from cwm_bench.measure.rpc import TrackerError
     from cwm_bench.report import summary_table
     from cwm_bench.rows.store import DATASET_ERRORS
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
-    if target_kind == "cuda" and rpc_tracker:
-        # a runtime-only GPU server cannot compile the CUDA source a GPU-less builder exports
-        raise click.UsageError("--target cuda with --rpc-tracker is not supported yet: collect on the GPU "
-                               f"machine itself (collect --target cuda there), or:\n{CUDA_FLOW}")
     rpc = _rpc_config(rpc_tracker, device_key, parallel, max_attempts, device_hardware)
+    given = _descriptor(device_hardware) if device_hardware else None
+    if given is not None and given.kind != ("gpu" if target_kind == "cuda" else "cpu"):
+        raise click.BadParameter(f"{device_hardware} describes a {given.kind.upper()} ({given.name}), but "
+                                 f"--target {target_kind} measures on a {'GPU' if target_kind == 'cuda' else 'CPU'}",
+                                 param_hint="--device-hardware")
     gpu = None
     if target_kind == "cuda":
-        gpu = _gpu_hardware()
+        gpu = given or (_rpc_gpu_hardware(rpc) if rpc else _gpu_hardware())
         cache_flush = True if cache_flush is None else cache_flush
     try:
         chosen = select_workloads(suite, target_kind)
@@ -144,8 +150,7 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
         if measure_cores:
             raise click.UsageError("--measure-cores is for measuring on this machine, not with --rpc-tracker")
         cores, overlapped = None, overlap != "off"
-        hardware = HardwareDescriptor.from_json(Path(device_hardware).read_text()) if device_hardware \
-            else detect_cpu()
+        hardware = given or detect_cpu()
     else:
         cores, overlapped, note = _overlap_plan(overlap, measure_cores, out_dir)
         click.echo(note, err=True)
@@ -153,7 +158,7 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     config = CollectConfig(per_task=per_task, batch_size=batch_size, seed=seed,
                            evolutionary_fraction=evolutionary_fraction, build_workers=build_workers,
                            protocol=protocol, rpc=rpc, measure_cores=cores, overlap=overlapped)
-    where = f"RPC servers under key {rpc.key!r} at {rpc.tracker}" if rpc else \
+    where = f"RPC {'GPU ' if gpu is not None else ''}servers under key {rpc.key!r} at {rpc.tracker}" if rpc else \
         ("this machine's GPU" if gpu is not None else "this machine")
     units = "SMs" if hardware.kind == "gpu" else "cores"
     click.echo(f"hardware: {hardware.name} ({hardware.arch}, {hardware.num_cores} {units}), hw_id {hardware.hw_id}; "
@@ -181,6 +186,27 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
         raise click.ClickException(str(exc)) from exc
     bar.close()
     click.echo(summary_table(summaries))
+
+
+def _descriptor(path: str):
+    from cwm_bench.hardware import HardwareDescriptor
+
+    try:
+        return HardwareDescriptor.from_json(Path(path).read_text())
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(f"{path} is not a hardware descriptor (`cwm-bench hardware [--gpu] --json` "
+                                 f"writes one): {exc}", param_hint="--device-hardware") from exc
+
+
+def _rpc_gpu_hardware(rpc):
+    """The GPU of a server under the key, as its CUDA device API describes it, or one clear error."""
+    from cwm_bench.cuda.remote import rpc_gpu
+
+    hardware, why = rpc_gpu(rpc)
+    if hardware is None:
+        raise click.ClickException(f"{why}; describe the GPU with --device-hardware FILE (`cwm-bench hardware --gpu "
+                                   f"--json > FILE` on a machine with that GPU)")
+    return hardware
 
 
 def _gpu_hardware():
@@ -272,11 +298,19 @@ def _rpc_config(tracker: str | None, key: str | None, parallel: int | None, max_
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="The full descriptor as JSON (for --device-hardware).")
 @click.option("--gpu", "gpu", is_flag=True, help="Describe this machine's first CUDA GPU instead.")
-def hardware(as_json: bool, gpu: bool) -> None:
+@click.option("--rpc-tracker", default=None, metavar="HOST:PORT",
+              help="With --gpu: describe the GPU of a server of this tracker instead (as collect will record it).")
+@click.option("--device-key", default=None, help="With --rpc-tracker: the key the GPU servers registered under.")
+def hardware(as_json: bool, gpu: bool, rpc_tracker: str | None, device_key: str | None) -> None:
     """Describe this machine's CPU (or --gpu: its GPU) as cwm-bench records it (hw_id, arch, cores, ISA)."""
     from cwm_bench.hardware import detect_cpu
 
-    if gpu:
+    if rpc_tracker and not gpu:
+        raise click.UsageError("--rpc-tracker describes a GPU server: add --gpu (a CPU server: run "
+                               "`cwm-bench hardware --json` on it)")
+    if gpu and rpc_tracker:
+        h = _rpc_gpu_hardware(_rpc_config(rpc_tracker, device_key, None, 1, None))
+    elif gpu:
         from cwm_bench.cuda.local import local_gpu
 
         found, why = local_gpu()

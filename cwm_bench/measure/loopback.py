@@ -32,8 +32,10 @@ class LoopbackCluster:
     """`with LoopbackCluster(servers=2, key="k") as c:` -> c.tracker == "127.0.0.1:PORT"."""
 
     def __init__(self, servers: int = 2, key: str = "loopback", threads_per_server: int | None = None,
-                 start_timeout_s: float = 60.0, log_dir: str | None = None):
+                 start_timeout_s: float = 60.0, log_dir: str | None = None,
+                 server_argv: tuple[str, ...] = ("-m", "tvm.exec.rpc_server")):
         self.key = key
+        self.server_argv = server_argv  # how a server starts (tests run a fake GPU server script instead)
         self.num_servers = servers
         self.threads = threads_per_server
         self.start_timeout_s = start_timeout_s
@@ -52,11 +54,11 @@ class LoopbackCluster:
             env["TVM_NUM_THREADS"] = str(self.threads)
         out = open(os.path.join(self.log_dir, f"{name}.log"), "w") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
         # Own process group: killing a "machine" takes its per-session children with it.
-        return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
     def start(self) -> LoopbackCluster:
-        self.tracker_proc = self._spawn(["tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(self.port),
+        self.tracker_proc = self._spawn(["-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(self.port),
                                          "--port-end", str(self.port + 1), "--silent"], "tracker")
         for i in range(self.num_servers):
             self.add_server(f"server{i}")
@@ -65,7 +67,7 @@ class LoopbackCluster:
 
     def add_server(self, name: str = "server") -> subprocess.Popen:
         port = free_port()
-        proc = self._spawn(["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port), "--port-end",
+        proc = self._spawn([*self.server_argv, "--host", "127.0.0.1", "--port", str(port), "--port-end",
                             str(port + 1), "--tracker", self.tracker, "--key", self.key, "--silent"], name)
         self.servers.append(proc)
         return proc

@@ -22,13 +22,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cwm_bench.build.builder import ParallelBuilder
+from cwm_bench.cache import cache_root
 from cwm_bench.hardware import HardwareDescriptor
 from cwm_bench.measure.cores import CorePlan
 from cwm_bench.measure.protocol import MeasureProtocol, summarize
 from cwm_bench.measure.runner import MeasureItem, Runner
 
 THRESHOLD = 0.95  # overlapped agreement needed before overlap is the default
-CACHE_ENV = "CWM_BENCH_CACHE"
 
 
 @dataclass
@@ -65,8 +65,8 @@ def _cores(cores: list[int]) -> str:
 
 
 def verdict_path(hardware: HardwareDescriptor, plan: CorePlan) -> str:
-    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "cwm-bench")
-    return os.path.join(root, "overlap", f"{hardware.hw_id}-m{_cores(list(plan.measure))}-b{len(plan.build)}.json")
+    name = f"{hardware.hw_id}-m{_cores(list(plan.measure))}-b{len(plan.build)}.json"
+    return os.path.join(cache_root(), "overlap", name)
 
 
 def save_verdict(verdict: OverlapVerdict, hardware: HardwareDescriptor, plan: CorePlan) -> str:

@@ -32,7 +32,11 @@ class RpcConfig:
     # Lanes renew their sessions at half this age.
     session_timeout_s: float = 600.0
     # Waiting for a free server before a lane gives up: long enough for a hung server to free itself.
+    # A lane waits in slices of `connect_slice_s`, handing its share back between them, so that work
+    # never waits on a lane that waits for a server (a server whose session process crashed stays
+    # registered with TVM's tracker but never serves again).
     connect_timeout_s: float = 660.0
+    connect_slice_s: float = 15.0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -102,20 +106,23 @@ def check_tracker(config: RpcConfig, timeout_s: float = 10.0) -> list[str]:
     return servers
 
 
-def request_session(address: tuple[str, int], key: str, session_timeout_s: float):
-    """Wait for a free server under `key`; returns (RPCSession, "host:port" of that server).
+def request_session(address: tuple[str, int], key: str, session_timeout_s: float, wait_s: float | None = None):
+    """Wait for a free server under `key` (at most `wait_s`, then TrackerError); returns (RPCSession,
+    "host:port" of that server).
 
-    Blocks while every server is busy (the tracker queues the request): call it where a timeout can
-    kill the caller.
+    The tracker queues the request while every server is busy; closing the socket withdraws it (a
+    server handed to a withdrawn request renews its match key within seconds).
     """
     from tvm import rpc
     from tvm.rpc import base
 
     sock = _tracker_socket(address, 10.0)
-    sock.settimeout(None)  # the tracker answers once a server is free
+    sock.settimeout(wait_s)  # the tracker answers once a server is free
     try:
         base.sendjson(sock, [base.TrackerCode.REQUEST, key, "", 1])
         reply = base.recvjson(sock)
+    except TimeoutError as exc:
+        raise TrackerError(f"no server under key {key!r} was free within {wait_s:g} s") from exc
     finally:
         sock.close()
     if reply[0] != base.TrackerCode.SUCCESS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,15 +28,19 @@ class RpcRunner:
     """Same contract as `Runner.measure`, spread over the servers registered under `config.key`."""
 
     def __init__(self, protocol: MeasureProtocol, config: RpcConfig, device: str = "cpu", seed: int = 0,
-                 expected_cpu: str | None = None, log: Callable[[str], None] = print):
+                 expected_cpu: str | None = None, log: Callable[[str], None] = print,
+                 expected_gpu: tuple[str, str] | None = None, flush_bytes: int = 0):
         self.config = config
         self.servers = check_tracker(config)  # fails now, clearly, if the tracker or its servers are missing
         self.expected_cpu = expected_cpu
+        self.expected_gpu = expected_gpu  # (name, "sm_XY") the rows record, for GPU servers
         self.log = log
-        connect = {"tracker": list(config.address), "key": config.key,
-                   "session_timeout_s": config.session_timeout_s, "connect_timeout_s": config.connect_timeout_s}
+        connect = {"tracker": list(config.address), "key": config.key, "session_timeout_s": config.session_timeout_s,
+                   "connect_timeout_s": config.connect_timeout_s,
+                   "connect_slice_s": min(config.connect_slice_s, config.connect_timeout_s)}
         lanes = config.parallel or len(self.servers)
-        self.lanes = [Runner(protocol, device, num_threads=1, seed=seed + i, connect=connect) for i in range(lanes)]
+        self.lanes = [Runner(protocol, device, num_threads=1, seed=seed + i, connect=connect, flush_bytes=flush_bytes)
+                      for i in range(lanes)]
         self.retries = 0  # candidates measured again because a server went away
         self.pool = ThreadPoolExecutor(max_workers=len(self.lanes), thread_name_prefix="cwm-rpc-lane")
 
@@ -50,7 +55,7 @@ class RpcRunner:
         cond = threading.Condition()
 
         def lane_loop(lane: Runner) -> None:
-            failures = 0
+            failures, waiting_since = 0, None
             while True:
                 counts = self._server_counts() if lane.server is None else None
                 if counts and counts[1] == 0 and any(other.server for other in self.lanes if other is not lane):
@@ -72,7 +77,7 @@ class RpcRunner:
                     why_not = f"no server is registered under key {self.config.key!r}" \
                         if counts and counts[0] == 0 else lane.ensure_session()
                     if why_not is None:
-                        self._check_cpu(lane)
+                        self._check_device(lane)
                         results = lane.measure(share)
                     else:
                         results = [MeasureResult(it.key, REQUEUE, error=why_not) for it in share]
@@ -86,7 +91,8 @@ class RpcRunner:
                     state["busy"] -= 1
                     self._settle(share, results, attempts, final, pending)
                     failures = failures + 1 if why_not else 0
-                    if failures >= MAX_CONNECT_FAILURES:
+                    waiting_since = (waiting_since or time.monotonic()) if why_not else None
+                    if failures >= MAX_CONNECT_FAILURES and self._gives_up(lane, counts, waiting_since):
                         state["sitting_out"] += 1
                         self.log(f"rpc: a lane got no session twice ({why_not}); it sits out this batch")
                         if state["sitting_out"] == len(self.lanes) or not any(o.server for o in self.lanes):
@@ -108,6 +114,16 @@ class RpcRunner:
         if missing:  # never silently: every candidate is a row, or the collection stops
             raise TrackerError(f"{len(missing)} candidate(s) found no server to measure them at {self.config.tracker}")
         return [final[it.key] for it in items]
+
+    def _gives_up(self, lane: Runner, counts: tuple[int, int] | None, waiting_since: float) -> bool:
+        """After failed session requests (the share handed back each time): sit out the batch when other
+        lanes hold servers (they finish the work), when no server is registered, or after
+        connect_timeout_s (long enough for a hung server's session to expire)."""
+        if counts is not None and counts[0] == 0:
+            return True
+        if any(other.server for other in self.lanes if other is not lane):
+            return True
+        return time.monotonic() - waiting_since >= self.config.connect_timeout_s
 
     def _settle(self, share: list[MeasureItem], results: list[MeasureResult], attempts: dict[str, int],
                 final: dict[str, MeasureResult], pending: deque) -> None:
@@ -134,10 +150,23 @@ class RpcRunner:
         free = summary.get("queue_info", {}).get(self.config.key, {}).get("free", 0)
         return len(servers_for(summary, self.config.key)), free
 
-    def _check_cpu(self, lane: Runner) -> None:
+    def _check_device(self, lane: Runner) -> None:
+        """Every server under the key must be the hardware the rows record (as far as it tells)."""
         if self.expected_cpu and lane.server_cpu and lane.server_cpu != self.expected_cpu:
             raise TrackerError(f"server {lane.server} (key {self.config.key!r}) has an {lane.server_cpu!r} CPU but "
                                f"the collection builds for {self.expected_cpu!r}; give each CPU model its own key")
+        gpu = lane.server_gpu
+        if self.expected_gpu is None or gpu is None:
+            return
+        if not gpu.get("exist"):
+            raise TrackerError(f"server {lane.server} (key {self.config.key!r}) has no CUDA device (its TVM runtime "
+                               f"lacks CUDA, or the GPU is not visible to it)")
+        if gpu.get("name") and gpu.get("compute_version"):
+            seen = (str(gpu["name"]), "sm_" + str(gpu["compute_version"]).replace(".", ""))
+            if seen != self.expected_gpu:
+                raise TrackerError(f"server {lane.server} (key {self.config.key!r}) has an {seen[0]} ({seen[1]}) but "
+                                   f"the rows record {self.expected_gpu[0]} ({self.expected_gpu[1]}); give each "
+                                   f"GPU model its own key")
 
     def close(self) -> None:
         for lane in self.lanes:

@@ -53,9 +53,11 @@ class Runner:
         threads = num_threads or len(cpus or os.sched_getaffinity(0))
         self.worker = IsolatedWorker(handler, env={"TVM_NUM_THREADS": str(threads), **cpus_env(cpus)})
         self.rng = np.random.default_rng(seed)
-        self.connect = connect  # {"tracker", "key", "session_timeout_s", "connect_timeout_s"} for RPC
+        # RPC: {"tracker", "key", "session_timeout_s", "connect_timeout_s", "connect_slice_s"}
+        self.connect = connect
         self.server: str | None = None  # "host:port" of the RPC server this runner holds a session with
         self.server_cpu: str | None = None
+        self.server_gpu: dict | None = None  # {"exist", "name", "compute_version"} of an RPC GPU server
         self.lost: str | None = None  # why the RPC session broke during the current batch
         self._loaded: set[str] = set()
         self._timing_s: dict[str, float] = {}  # key -> calibrated duration of one timing
@@ -80,11 +82,15 @@ class Runner:
             self.drop_session()
         self.server = None
         self._forget_worker_state()
-        outcome = self.worker.call({"op": "connect", **self.connect}, self.connect["connect_timeout_s"])
+        wait_s = self.connect.get("connect_slice_s") or self.connect["connect_timeout_s"]
+        outcome = self.worker.call({"op": "connect", "device": self.device, "wait_s": wait_s, **self.connect},
+                                   wait_s + 30.0)  # + the session's own handshake
         if not outcome.ok:
-            self.worker.restart()
+            if outcome.status != "error":  # an error (no free server in the slice) leaves the worker sound
+                self.worker.restart()
             return f"no session from the tracker: {outcome.status}: {(outcome.message or '').strip()[:300]}"
         self.server, self.server_cpu = outcome.value["server"], outcome.value["cpu"]
+        self.server_gpu = outcome.value.get("gpu")
         self._session_started = time.monotonic()
         return None
 
@@ -154,10 +160,20 @@ class Runner:
         self._reference_failed[item.workload_id] = f"{outcome.status}: {outcome.message}"
         if outcome.status in ("crash", "timeout"):
             self._forget_worker_state()
-        elif self.device == "cuda" and not self.connect:  # a CUDA error: the context may be unusable
-            self.worker.restart()
-            self._forget_worker_state()
+        elif self.device == "cuda":
+            self._replace_cuda_context(outcome)
         return False
+
+    def _replace_cuda_context(self, outcome: Outcome) -> None:
+        """A CUDA error can leave the context unusable for every later kernel: replace the worker, or
+        over RPC end the session (its server process goes with it; the rest of the share is measured
+        again, uncharged, on a fresh one)."""
+        if self.connect:
+            self.lost = f"CUDA error on server {self.server}; its session is replaced: " \
+                        f"{(outcome.message or '').strip()[:200]}"
+            return
+        self.worker.restart()
+        self._forget_worker_state()
 
     def _check(self, item: MeasureItem, result: MeasureResult) -> None:
         p = self.protocol
@@ -211,10 +227,8 @@ class Runner:
             return True
         if outcome.status in ("crash", "timeout"):
             self._forget_worker_state()  # the worker was restarted: everything must be loaded again
-        elif self.device == "cuda" and not self.connect:
-            # a CUDA error can leave the context unusable for every later kernel: replace the worker
-            self.worker.restart()
-            self._forget_worker_state()
+        elif self.device == "cuda":
+            self._replace_cuda_context(outcome)
         result.status = RUN_STATUS[outcome.status]
         result.error = f"{outcome.status}: {outcome.message}"
         return True

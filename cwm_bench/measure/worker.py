@@ -43,12 +43,17 @@ def _connect(request: dict) -> dict:
     from cwm_bench.measure.rpc import request_session
 
     started = time.perf_counter()
-    _session, server = request_session(tuple(request["tracker"]), request["key"], request["session_timeout_s"])
+    _session, server = request_session(tuple(request["tracker"]), request["key"], request["session_timeout_s"],
+                                       request.get("wait_s"))
     try:  # servers with TVM's compiler report their LLVM CPU name; runtime-only ones do not
         cpu = str(_session.get_function("target.llvm_get_system_cpu")())
     except Exception:  # noqa: BLE001
         cpu = None
-    return {"server": server, "cpu": cpu, "connect_s": time.perf_counter() - started}
+    gpu = None
+    if request.get("device") == "cuda":  # the GPU as the server's CUDA device API names it (None: it does not)
+        dev = _session.cuda(0)
+        gpu = {"exist": bool(dev.exist), "name": dev.device_name, "compute_version": dev.compute_version}
+    return {"server": server, "cpu": cpu, "gpu": gpu, "connect_s": time.perf_counter() - started}
 
 
 def _random_args(arg_specs, seed: int) -> list[np.ndarray]:

@@ -19,7 +19,7 @@ from cwm_bench.measure.overlap_check import (
 @pytest.fixture(autouse=True)
 def own_verdict_cache(tmp_path, monkeypatch):
     """Verdicts saved here must not leak into other tests (where `collect --overlap auto` reads them)."""
-    from cwm_bench.measure.overlap_check import CACHE_ENV
+    from cwm_bench.cache import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
 

@@ -1,0 +1,155 @@
+"""`collect --target cuda --rpc-tracker`: kernels built here (cubins embedded, no GPU), timed on GPU
+servers of a real TVM tracker. The servers are TVM's own RPC server with a fake CUDA device
+(`tests/cuda/fake_gpu_server.py`: host memory, kernels that spin), killed and failed for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+from cwm_bench.hardware import HardwareDescriptor
+from cwm_bench.measure.loopback import LoopbackCluster, free_port
+
+FAKE_SERVER = (os.path.join(os.path.dirname(__file__), "fake_gpu_server.py"),)
+# What the fake cannot tell about itself; a small L2 keeps the flush copies (in host memory) cheap.
+FAKE_GPU = HardwareDescriptor(kind="gpu", name="Fake GPU (host memory)", arch="sm_90", num_cores=132,
+                              details={"max_threads_per_block": 1024, "max_shared_memory_per_block": 49152,
+                                       "thread_warp_size": 32, "registers_per_block": 65536,
+                                       "l2_cache_size_bytes": 2**20})
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/local/cuda/bin/nvcc") and
+                                 subprocess.run(["which", "nvcc"], capture_output=True).returncode != 0,
+                                 reason="nvcc is needed to compile CUDA kernels")
+
+
+def _matmul_builds(tmp_path, device_binaries: bool):
+    from cwm_bench.build.builder import ParallelBuilder
+    from cwm_bench.cuda.build import reference_module
+    from cwm_bench.hardware import target_for
+    from cwm_bench.workload.suites import select_workloads
+
+    (w,) = select_workloads("mini:matmul_64x64x64", "cuda")
+    target = target_for(FAKE_GPU)
+    builder = ParallelBuilder(str(target), 1, artifact_dir=str(tmp_path), device_binaries=device_binaries)
+    try:
+        (built,) = builder.build([("ref", reference_module(w.mod, target))])
+    finally:
+        builder.close()
+    assert built.status == "ok", built.error
+    return built.lib_path
+
+
+def _stored_format(lib: str) -> str:
+    """The format of the CUDA module inside an exported library, read by a loader in a fresh process."""
+    code = ("import sys, tvm, tvm_ffi; sys.path.insert(0, sys.argv[2]); from fake_gpu_server import _read_module\n"
+            "@tvm_ffi.register_global_func('ffi.Module.load_from_bytes.cuda', override=True)\n"
+            "def load(blob):\n"
+            "    fmt, names, binary = _read_module(bytes(blob)); print(fmt, binary[:4] == b'\\x7fELF', *names)\n"
+            "    raise SystemExit(0)\n"
+            "tvm.runtime.load_module(sys.argv[1])\n")
+    done = subprocess.run([sys.executable, "-c", code, lib, os.path.dirname(FAKE_SERVER[0])],
+                          capture_output=True, text=True, timeout=120)
+    return done.stdout.strip()
+
+
+def test_gpu_libraries_carry_cubins_the_bundle_flow_keeps_source(tmp_path):
+    """Without a GPU here, collect's builds still embed compiled cubins (what a runtime-only server needs);
+    the bundle flow's libraries keep TVM's CUDA source (its device script serves cubins by digest)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    embedded = _stored_format(_matmul_builds(tmp_path / "a", device_binaries=False))
+    assert embedded.startswith("cubin True "), embedded
+    assert _stored_format(_matmul_builds(tmp_path / "b", device_binaries=True)).startswith("cuda False ")
+
+
+def _collect(args: list[str]):
+    from cwm_bench.cli import main
+
+    return CliRunner().invoke(main, ["collect", "--target", "cuda", *args])
+
+
+def test_collect_target_cuda_on_two_gpu_servers_one_crashing_one_failing(tmp_path, monkeypatch):
+    from cwm_bench.rows.store import DatasetStore
+    from cwm_bench.validate import validate_dataset
+
+    crashed, failed = tmp_path / "crashed-once", tmp_path / "failed-once"
+    monkeypatch.setenv("FAKE_GPU_ABORT_ONCE", str(crashed))  # the servers' environment
+    monkeypatch.setenv("FAKE_GPU_FAIL_ONCE", str(failed))
+    descriptor = tmp_path / "gpu.json"
+    descriptor.write_text(FAKE_GPU.to_json())
+    out = tmp_path / "data"
+    with LoopbackCluster(servers=2, key="fakegpu", server_argv=FAKE_SERVER, log_dir=str(tmp_path)) as cluster:
+        rpc = ["--rpc-tracker", cluster.tracker, "--device-key", "fakegpu"]
+        told = _collect(["--out", str(out), *rpc])
+        assert told.exit_code == 1 and "did not tell its GPU's device_name" in told.output, told.output
+        assert "--device-hardware" in told.output and "Traceback" not in told.output and not out.exists()
+
+        result = _collect(["--workloads", "mini:matmul_64x64x64", "--per-task", "8", "--batch-size", "4",
+                           "--rounds", "2", "--repeats", "2", "--check-fraction", "1", "--out", str(out),
+                           "--device-hardware", str(descriptor), "--no-progress", *rpc])
+    assert result.exit_code == 0, result.output
+    assert crashed.exists() and failed.exists(), "both faults happened"
+    rows = DatasetStore(str(out), readonly=True).read("records").to_pylist()
+    assert len(rows) == 8 and {r["hw_id"] for r in rows} == {FAKE_GPU.hw_id} and {r["hw_kind"] for r in rows} == {"gpu"}
+    statuses = Counter(r["status"] for r in rows)
+    assert statuses["run_error"] == 1, statuses  # the CUDA error: that kernel's row; the crash: measured elsewhere
+    assert "CUDAError" in next(r["error"] for r in rows if r["status"] == "run_error")
+    assert statuses["ok"] + statuses["build_error"] == 7 and statuses["ok"] >= 3
+    measured = [r for r in rows if r["status"] == "ok"]
+    assert all(r["measured_by"].startswith("rpc:fakegpu@127.0.0.1:") for r in measured)
+    assert all(min(r["latencies_s"]) >= 20e-6 for r in measured), "timed on the server's (spinning) kernels"
+    assert all(r["checked"] for r in measured), "outputs compared with dlight's schedule, on the server"
+    protocol = json.loads(measured[0]["protocol"])
+    assert protocol["cache_flush"] is True
+    assert Counter(r["origin"] for r in rows)["evolutionary"] >= 1
+    problems, _ = validate_dataset(str(out), replay_count=2)
+    assert problems == []
+
+
+def test_gpu_server_refusals_are_one_line(tmp_path):
+    cpu = tmp_path / "cpu.json"
+    cpu.write_text(HardwareDescriptor(kind="cpu", name="Some CPU", arch="znver4", num_cores=2).to_json())
+    tracker = ["--rpc-tracker", f"127.0.0.1:{free_port()}", "--device-key", "k"]
+    result = _collect(["--out", str(tmp_path / "x"), "--device-hardware", str(cpu), *tracker])
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output
+    result = _collect(["--out", str(tmp_path / "x"), *tracker])
+    assert result.exit_code == 1 and "cannot reach the RPC tracker" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with LoopbackCluster(servers=1, key="k", server_argv=FAKE_SERVER) as cluster:
+        result = _collect(["--out", str(tmp_path / "x"), "--device-hardware", str(cpu),
+                           "--rpc-tracker", cluster.tracker, "--device-key", "k"])
+        assert result.exit_code == 2 and "describes a CPU" in result.output, result.output
+        result = _collect(["--out", str(tmp_path / "x"), "--device-hardware", str(bad),
+                           "--rpc-tracker", cluster.tracker, "--device-key", "k"])
+        assert result.exit_code == 2 and "is not a hardware descriptor" in result.output, result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_server_with_another_gpu_stops_the_run():
+    from cwm_bench.measure.rpc import RpcConfig, TrackerError
+    from cwm_bench.measure.rpc_runner import RpcRunner
+
+    runner = RpcRunner.__new__(RpcRunner)  # the identity check alone, no tracker
+    runner.config, runner.expected_cpu = RpcConfig("127.0.0.1:1", "h100"), None
+    runner.expected_gpu = ("NVIDIA H100 80GB HBM3", "sm_90")
+
+    class Lane:
+        server, server_cpu = "10.0.0.7:9090", None
+        server_gpu = {"exist": True, "name": "NVIDIA H100 80GB HBM3", "compute_version": "9.0"}
+
+    runner._check_device(Lane())  # the same GPU: fine
+    Lane.server_gpu = {"exist": True, "name": None, "compute_version": None}
+    runner._check_device(Lane())  # a server that does not tell: trusted (rows use the descriptor given)
+    Lane.server_gpu = {"exist": True, "name": "NVIDIA A100-SXM4-80GB", "compute_version": "8.0"}
+    with pytest.raises(TrackerError, match="has an NVIDIA A100-SXM4-80GB \\(sm_80\\).*own key"):
+        runner._check_device(Lane())
+    Lane.server_gpu = {"exist": False}
+    with pytest.raises(TrackerError, match="has no CUDA device"):
+        runner._check_device(Lane())
