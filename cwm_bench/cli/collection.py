@@ -198,14 +198,14 @@ def _descriptor(path: str):
                                  f"writes one): {exc}", param_hint="--device-hardware") from exc
 
 
-def _rpc_gpu_hardware(rpc):
+def _rpc_gpu_hardware(rpc, advice: str = "; describe the GPU with --device-hardware FILE (`cwm-bench hardware "
+                                          "--gpu --json > FILE` on a machine with that GPU)"):
     """The GPU of a server under the key, as its CUDA device API describes it, or one clear error."""
     from cwm_bench.cuda.remote import rpc_gpu
 
     hardware, why = rpc_gpu(rpc)
     if hardware is None:
-        raise click.ClickException(f"{why}; describe the GPU with --device-hardware FILE (`cwm-bench hardware --gpu "
-                                   f"--json > FILE` on a machine with that GPU)")
+        raise click.ClickException(why + advice)
     return hardware
 
 
@@ -309,7 +309,7 @@ def hardware(as_json: bool, gpu: bool, rpc_tracker: str | None, device_key: str 
         raise click.UsageError("--rpc-tracker describes a GPU server: add --gpu (a CPU server: run "
                                "`cwm-bench hardware --json` on it)")
     if gpu and rpc_tracker:
-        h = _rpc_gpu_hardware(_rpc_config(rpc_tracker, device_key, None, 1, None))
+        h = _rpc_gpu_hardware(_rpc_config(rpc_tracker, device_key, None, 1, None), advice="")
     elif gpu:
         from cwm_bench.cuda.local import local_gpu
 

@@ -25,7 +25,7 @@ def rpc_gpu(config: RpcConfig, timeout_s: float = 120.0,
     worker = IsolatedWorker(handler)
     try:
         connect = {"op": "connect", "tracker": list(config.address), "key": config.key, "device": "cuda",
-                   "session_timeout_s": timeout_s}
+                   "session_timeout_s": timeout_s, "wait_s": timeout_s / 2}
         connected = worker.call(connect, timeout_s)
         if not connected.ok:
             return None, f"no session from the tracker: {(connected.message or connected.status).strip()[:300]}"

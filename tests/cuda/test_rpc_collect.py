@@ -132,6 +132,18 @@ def test_gpu_server_refusals_are_one_line(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_an_rpc_gpu_is_described_like_a_local_one(tmp_path, monkeypatch):
+    from cwm_bench.cuda.local import local_gpu
+    from cwm_bench.cuda.remote import rpc_gpu
+    from cwm_bench.measure.rpc import RpcConfig
+
+    monkeypatch.setenv("CWM_TEST_GPU_LOG", str(tmp_path / "log.jsonl"))
+    remote, why = rpc_gpu(RpcConfig("127.0.0.1:1", "h100"), handler="tests.cuda.scripted_gpu:handle")
+    local, _ = local_gpu(handler="tests.cuda.scripted_gpu:handle")
+    assert why == "" and remote.hw_id == local.hw_id, "one GPU, one hw_id, however it is reached"
+    assert remote.details["l2_cache_size_bytes"] == 50 * 2**20 and "uuid" not in remote.details
+
+
 def test_a_server_with_another_gpu_stops_the_run():
     from cwm_bench.measure.rpc import RpcConfig, TrackerError
     from cwm_bench.measure.rpc_runner import RpcRunner
