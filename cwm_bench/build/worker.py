@@ -56,8 +56,10 @@ def _compile_with_cubins(mod, target):
         executable = tvm.compile(mod, target=target)
     kernels = [sub for sub in executable.mod.imports if sub.kind == "cuda"]
     if kernels and _cubins_compiled[0] == before:
-        raise RuntimeError("TVM stored CUDA source instead of cubins: its CUDA runtime library did not load in "
-                           "this build worker (no libcuda.so.1 and no stand-in; see cwm_bench.cuda.driver_stub)")
+        from cwm_bench.cuda.driver_stub import cuda_runtime_error
+
+        raise RuntimeError(f"TVM stored CUDA source instead of cubins: its CUDA runtime library did not load in "
+                           f"this build worker ({cuda_runtime_error() or 'reason unknown'})")
     return executable
 
 

@@ -109,8 +109,8 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
       python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190          # one host
       python -m tvm.exec.rpc_server --tracker HOST:9190 --key xeon-8480   # each device
       cwm-bench collect --workloads cpu-v0 --out DIR --rpc-tracker HOST:9190 --device-key xeon-8480
-    GPU servers the same way (TVM's runtime-only server with CUDA is enough: kernels are compiled to
-    cubins here, nvcc needed, no GPU):
+    GPU servers the same way (kernels arrive compiled: cubins built here with nvcc, no GPU needed;
+    a server needs TVM's runtime with CUDA, no compiler):
       cwm-bench collect --target cuda --workloads gpu-v0 --out DIR --rpc-tracker HOST:9190 --device-key h100
     Rows name the server that timed them (`measured_by`); several collectors' folders
     become one with `cwm-bench merge`.

@@ -7,7 +7,7 @@ import click
 from cwm_bench.cli import main
 from cwm_bench.hardware import GPU_PRESETS  # no TVM at import: keeps `cwm-bench --help` fast
 
-CUDA_FLOW = """Without a GPU here: time on GPU servers of a TVM RPC tracker (runtime-only TVM there is enough),
+CUDA_FLOW = """Without a GPU here: time on GPU servers of a TVM RPC tracker (kernels arrive compiled to cubins),
   cwm-bench collect --target cuda --rpc-tracker HOST:PORT --device-key KEY --out DATA_DIR
 or, for a GPU machine no tracker reaches, in three steps (see docs/cuda.md):
   1. cwm-bench build-cuda --workloads mini --gpu h100 --per-task 32 --out .cuda/bundles

@@ -5,12 +5,14 @@ exported library) when its CUDA runtime library loads, and that library links th
 one, `export_library` stores the kernels' CUDA *source*, which a runtime-only GPU server cannot
 compile. Build workers therefore load this stub in the driver's place: every driver call fails with
 CUDA_ERROR_NO_DEVICE, and builds make none (they only compile and serialize). It is compiled once
-with the system C compiler into the cache folder, and only where no real driver is found.
+with the system C compiler into the cache folder (`$CWM_BENCH_CACHE`, else ~/.cache/cwm-bench),
+and only where no real driver is found.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import re
@@ -70,6 +72,19 @@ def stub_source(symbols: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cuda_runtime_error() -> str | None:
+    """Why TVM's CUDA runtime library does not load in this process (None: it loads), e.g. a missing
+    libcudart.so.13 (the CUDA toolkit's runtime, which builds need too) or libcuda.so.1."""
+    try:
+        import tvm
+
+        ctypes.CDLL(os.path.join(os.path.dirname(tvm.__file__), "lib", "libtvm_runtime_cuda.so"))
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+@functools.lru_cache(maxsize=1)
 def stub_dir() -> str:
     """A folder holding the stub as `libcuda.so.1` (made on first use, reused after)."""
     source = stub_source(_driver_symbols())
@@ -81,16 +96,20 @@ def stub_dir() -> str:
     if compiler is None:
         raise DriverStubError("building CUDA kernels without an NVIDIA driver needs a C compiler (cc) for "
                               "cwm-bench's stand-in libcuda.so.1")
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        c_file, so_file = os.path.join(tmp, "stub.c"), os.path.join(tmp, "libcuda.so.1")
-        with open(c_file, "w") as handle:
-            handle.write(source)
-        done = subprocess.run([compiler, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", so_file, c_file],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise DriverStubError(f"compiling the stand-in libcuda.so.1 failed: {done.stderr.strip()[:300]}")
-        os.replace(so_file, target)  # concurrent makers write identical files
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            c_file, so_file = os.path.join(tmp, "stub.c"), os.path.join(tmp, "libcuda.so.1")
+            with open(c_file, "w") as handle:
+                handle.write(source)
+            done = subprocess.run([compiler, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", so_file, c_file],
+                                  capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                raise DriverStubError(f"compiling the stand-in libcuda.so.1 failed: {done.stderr.strip()[:300]}")
+            os.replace(so_file, target)  # concurrent makers write identical files
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DriverStubError(f"could not make the stand-in libcuda.so.1 in {folder} ({exc}); set "
+                              f"CWM_BENCH_CACHE to a writable folder") from exc
     return folder
 
 

@@ -61,6 +61,7 @@ class RpcRunner:
                 if counts and counts[1] == 0 and any(other.server for other in self.lanes if other is not lane):
                     # Every free server is taken by our other lanes: wait for one to be handed back
                     # (or for the work to run out) rather than queue at the tracker.
+                    failures, waiting_since = 0, None  # not this lane's failure: others make progress
                     with cond:
                         if state["error"] is not None or not (pending or state["busy"]):
                             return
@@ -73,6 +74,7 @@ class RpcRunner:
                         return
                     share = [pending.popleft() for _ in range(min(chunk, len(pending)))]
                     state["busy"] += 1
+                attempt_started = time.monotonic()
                 try:
                     why_not = f"no server is registered under key {self.config.key!r}" \
                         if counts and counts[0] == 0 else lane.ensure_session()
@@ -91,11 +93,11 @@ class RpcRunner:
                     state["busy"] -= 1
                     self._settle(share, results, attempts, final, pending)
                     failures = failures + 1 if why_not else 0
-                    waiting_since = (waiting_since or time.monotonic()) if why_not else None
+                    waiting_since = (waiting_since or attempt_started) if why_not else None
                     if failures >= MAX_CONNECT_FAILURES and self._gives_up(lane, counts, waiting_since):
                         state["sitting_out"] += 1
                         self.log(f"rpc: a lane got no session twice ({why_not}); it sits out this batch")
-                        if state["sitting_out"] == len(self.lanes) or not any(o.server for o in self.lanes):
+                        if state["sitting_out"] == len(self.lanes):  # lanes still looping may yet finish
                             state["error"] = TrackerError(
                                 f"no server under key {self.config.key!r} at {self.config.tracker} gave a "
                                 f"session; the batch in flight is not saved (resume once servers are back): "
@@ -103,6 +105,9 @@ class RpcRunner:
                         cond.notify_all()
                         return
                     cond.notify_all()
+                    if why_not:  # pace the attempts: a refusal can come back at once (a tracker gone)
+                        cond.wait(max(0.0, min(self.config.connect_slice_s, 5.0) -
+                                      (time.monotonic() - attempt_started)))
 
         # Lanes run on the pool's long-lived threads: a worker process dies with the thread that
         # started it (PR_SET_PDEATHSIG), so short-lived threads would kill every session per batch.
@@ -117,9 +122,9 @@ class RpcRunner:
 
     def _gives_up(self, lane: Runner, counts: tuple[int, int] | None, waiting_since: float) -> bool:
         """After failed session requests (the share handed back each time): sit out the batch when other
-        lanes hold servers (they finish the work), when no server is registered, or after
-        connect_timeout_s (long enough for a hung server's session to expire)."""
-        if counts is not None and counts[0] == 0:
+        lanes hold servers (they finish the work), when the tracker has no server for the key (or does
+        not answer), or after connect_timeout_s (long enough for a hung server's session to expire)."""
+        if counts is None or counts[0] == 0:  # the tracker does not answer, or has no server for the key
             return True
         if any(other.server for other in self.lanes if other is not lane):
             return True
@@ -159,8 +164,9 @@ class RpcRunner:
         if self.expected_gpu is None or gpu is None:
             return
         if not gpu.get("exist"):
+            why = f": {gpu['error']}" if gpu.get("error") else ""
             raise TrackerError(f"server {lane.server} (key {self.config.key!r}) has no CUDA device (its TVM runtime "
-                               f"lacks CUDA, or the GPU is not visible to it)")
+                               f"lacks CUDA, or the GPU is not visible to it){why}")
         if gpu.get("name") and gpu.get("compute_version"):
             seen = (str(gpu["name"]), "sm_" + str(gpu["compute_version"]).replace(".", ""))
             if seen != self.expected_gpu:

@@ -234,10 +234,14 @@ class Runner:
         return True
 
     def _session_gone(self, outcome: Outcome) -> bool:
-        """RPC: a hang or a dead proxy always loses the session; an error only if a ping fails too."""
+        """RPC: a hang or a dead proxy always loses the session; an error only if a ping fails too.
+
+        The ping round-trips host memory of the server: a CUDA error that broke the server's GPU context
+        is the kernel's (a `run_error`, and `_replace_cuda_context` starts a fresh session), not a lost
+        server's."""
         if outcome.status != "error":
             return True
-        ping = self._call({"op": "ping", "device": self.device}, 10.0)
+        ping = self._call({"op": "ping", "device": "cpu"}, 10.0)
         return not (ping.ok and ping.value["exist"])
 
     def _forget_worker_state(self) -> None:

@@ -43,17 +43,26 @@ def _connect(request: dict) -> dict:
     from cwm_bench.measure.rpc import request_session
 
     started = time.perf_counter()
-    _session, server = request_session(tuple(request["tracker"]), request["key"], request["session_timeout_s"],
-                                       request.get("wait_s"))
+    session, server = request_session(tuple(request["tracker"]), request["key"], request["session_timeout_s"],
+                                      request.get("wait_s"))
     try:  # servers with TVM's compiler report their LLVM CPU name; runtime-only ones do not
-        cpu = str(_session.get_function("target.llvm_get_system_cpu")())
+        cpu = str(session.get_function("target.llvm_get_system_cpu")())
     except Exception:  # noqa: BLE001
         cpu = None
-    gpu = None
-    if request.get("device") == "cuda":  # the GPU as the server's CUDA device API names it (None: it does not)
-        dev = _session.cuda(0)
-        gpu = {"exist": bool(dev.exist), "name": dev.device_name, "compute_version": dev.compute_version}
+    gpu = _probe_gpu(session) if request.get("device") == "cuda" else None
+    _session = session  # held from here on; the caller checks `gpu` before measuring on it
     return {"server": server, "cpu": cpu, "gpu": gpu, "connect_s": time.perf_counter() - started}
+
+
+def _probe_gpu(session) -> dict:
+    """The GPU as the server's CUDA device API names it; exist False where its runtime has no CUDA."""
+    try:
+        dev = session.cuda(0)
+        if not dev.exist:
+            return {"exist": False}
+        return {"exist": True, "name": dev.device_name, "compute_version": dev.compute_version}
+    except Exception as exc:  # noqa: BLE001  ("Device API cuda is not enabled" on a CPU-only runtime)
+        return {"exist": False, "error": str(exc).strip()[:200]}
 
 
 def _random_args(arg_specs, seed: int) -> list[np.ndarray]:

@@ -11,6 +11,14 @@ import pytest
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "..", "tools")
 
 
+def has_nvcc() -> bool:
+    return shutil.which("nvcc") is not None or os.path.exists("/usr/local/cuda/bin/nvcc")
+
+
+# Builds for a CUDA target compile kernels with nvcc (and load TVM's CUDA runtime: libcudart)
+needs_nvcc = pytest.mark.skipif(not has_nvcc(), reason="nvcc is needed to compile CUDA kernels")
+
+
 def has_gpu() -> bool:
     return shutil.which("nvidia-smi") is not None and os.path.exists("/dev/nvidia0")
 
@@ -28,7 +36,7 @@ def cuda_bundle(tmp_path_factory) -> str:
     from cwm_bench.hardware import GPU_PRESETS
     from cwm_bench.workload.suites import select_workloads
 
-    if shutil.which("nvcc") is None and not os.path.exists("/usr/local/cuda/bin/nvcc"):
+    if not has_nvcc():
         pytest.skip("nvcc is needed to compile CUDA kernels")
     out = tmp_path_factory.mktemp("cuda-bundles")
     workloads = select_workloads("mini:matmul_64x64x64", "cuda")

@@ -13,7 +13,7 @@ from cwm_bench.cuda.local import local_gpu
 from cwm_bench.measure.protocol import MeasureProtocol
 from cwm_bench.rows.store import DatasetStore
 from cwm_bench.workload.suites import select_workloads
-from tests.cuda.conftest import has_gpu
+from tests.cuda.conftest import has_gpu, needs_nvcc
 
 SCRIPTED = "tests.cuda.scripted_gpu:handle"
 
@@ -28,6 +28,7 @@ def test_local_gpu_is_described_like_the_bundle_flow(tmp_path, monkeypatch):
     assert found.hw_id == hardware_from_device({"tvm_device": H100}).hw_id, "same GPU, same hw_id as ingest-cuda"
 
 
+@needs_nvcc
 def test_local_gpu_collection_with_a_scripted_gpu(tmp_path, monkeypatch):
     log, marker = tmp_path / "log.jsonl", tmp_path / "failed-once"
     monkeypatch.setenv("CWM_TEST_GPU_LOG", str(log))
