@@ -33,9 +33,11 @@ class LoopbackCluster:
 
     def __init__(self, servers: int = 2, key: str = "loopback", threads_per_server: int | None = None,
                  start_timeout_s: float = 60.0, log_dir: str | None = None,
-                 server_argv: tuple[str, ...] = ("-m", "tvm.exec.rpc_server")):
+                 server_argv: tuple[str, ...] = ("-m", "tvm.exec.rpc_server"),
+                 server_env: dict[str, str] | None = None):
         self.key = key
         self.server_argv = server_argv  # how a server starts (tests run a fake GPU server script instead)
+        self.server_env = server_env or {}  # added to the servers' environment (e.g. a runtime-only TVM)
         self.num_servers = servers
         self.threads = threads_per_server
         self.start_timeout_s = start_timeout_s
@@ -48,8 +50,8 @@ class LoopbackCluster:
     def tracker(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
-        env = dict(os.environ)
+    def _spawn(self, args: list[str], name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        env = {**os.environ, **(extra_env or {})}
         if self.threads:
             env["TVM_NUM_THREADS"] = str(self.threads)
         out = open(os.path.join(self.log_dir, f"{name}.log"), "w") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
@@ -68,7 +70,8 @@ class LoopbackCluster:
     def add_server(self, name: str = "server") -> subprocess.Popen:
         port = free_port()
         proc = self._spawn([*self.server_argv, "--host", "127.0.0.1", "--port", str(port), "--port-end",
-                            str(port + 1), "--tracker", self.tracker, "--key", self.key, "--silent"], name)
+                            str(port + 1), "--tracker", self.tracker, "--key", self.key, "--silent"], name,
+                           self.server_env)
         self.servers.append(proc)
         return proc
 

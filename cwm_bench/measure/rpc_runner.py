@@ -22,6 +22,7 @@ from cwm_bench.measure.rpc import RpcConfig, TrackerError, check_tracker, server
 from cwm_bench.measure.runner import LOST, REQUEUE, MeasureItem, MeasureResult, Runner
 
 MAX_CONNECT_FAILURES = 2  # consecutive, per lane and batch
+REGISTRATION_GRACE_S = 30.0  # a key without servers this long stops the batch (a restarted server is back in ~5 s)
 
 
 class RpcRunner:
@@ -122,13 +123,15 @@ class RpcRunner:
 
     def _gives_up(self, lane: Runner, counts: tuple[int, int] | None, waiting_since: float) -> bool:
         """After failed session requests (the share handed back each time): sit out the batch when other
-        lanes hold servers (they finish the work), when the tracker has no server for the key (or does
-        not answer), or after connect_timeout_s (long enough for a hung server's session to expire)."""
-        if counts is None or counts[0] == 0:  # the tracker does not answer, or has no server for the key
-            return True
+        lanes hold servers (they finish the work), when the tracker has had no server for the key (or
+        not answered) for REGISTRATION_GRACE_S, or after connect_timeout_s (long enough for a hung
+        server's session to expire)."""
+        waited = time.monotonic() - waiting_since
+        if counts is None or counts[0] == 0:  # the tracker does not answer, or has no server for the key:
+            return waited >= min(REGISTRATION_GRACE_S, self.config.connect_timeout_s)  # restarting ones re-register
         if any(other.server for other in self.lanes if other is not lane):
             return True
-        return time.monotonic() - waiting_since >= self.config.connect_timeout_s
+        return waited >= self.config.connect_timeout_s
 
     def _settle(self, share: list[MeasureItem], results: list[MeasureResult], attempts: dict[str, int],
                 final: dict[str, MeasureResult], pending: deque) -> None:

@@ -14,6 +14,8 @@ process per session). Before it serves, two entries of TVM's registry are replac
 Faults, once each across all servers (a marker file records that it happened): FAKE_GPU_ABORT_ONCE=PATH
 aborts the session process at the first kernel call (a server lost mid-measurement);
 FAKE_GPU_FAIL_ONCE=PATH makes the next kernel call fail with a CUDA error, the session staying up.
+With FAKE_GPU_WRONG=1 every kernel writes a number set by its launch configuration into the first
+element of each buffer, so programs scheduled differently (the reference too) disagree.
 The device attributes (name, SMs, L2) are whatever TVM's CPU device API answers: none, like a
 server that cannot describe its GPU.
 """
@@ -81,6 +83,9 @@ static int fake_kernel(const TVMFFIAny* args, int32_t num_args) {
   uint64_t h = 1469598103934665603ULL;
   for (int32_t i = 0; i < num_args; ++i)
     if (args[i].type_index == kTVMFFIInt) h = (h ^ (uint64_t)args[i].v_int64) * 1099511628211ULL;
+  if (getenv("FAKE_GPU_WRONG"))  /* a value set by the launch configuration: programs disagree */
+    for (int32_t i = 0; i < num_args; ++i)
+      if (args[i].type_index == kTVMFFIOpaquePtr && args[i].v_ptr) ((float*)args[i].v_ptr)[0] = (float)(h % 997 + 2);
   int64_t spin_ns = 20000 + (int64_t)(h % 180000);
   struct timespec a, b;
   clock_gettime(CLOCK_MONOTONIC, &a);
@@ -96,12 +101,15 @@ def install() -> None:
     import hashlib
     import os
     import subprocess
+    import sys
     import tempfile
 
     import tvm
     import tvm_ffi
     from tvm_ffi import libinfo
 
+    compiler = "tvm_compiler" in getattr(tvm.base, "_LOADED_LIBS", {})
+    print(f"fake GPU server: TVM compiler loaded={compiler}", file=sys.stderr, flush=True)
     cpu_api = tvm_ffi.get_global_func("device_api.cpu")
     tvm_ffi.register_global_func("device_api.cuda", lambda: cpu_api(), override=True)
     folder = tempfile.mkdtemp(prefix="fake-gpu-")
@@ -120,7 +128,8 @@ def install() -> None:
             with open(c_file, "w") as handle:
                 handle.write(source)
             ffi = libinfo.find_libtvm_ffi()
-            subprocess.run(["cc", "-shared", "-fPIC", "-O1", f"-I{libinfo.find_include_path()}", "-o", path + ".tmp",
+            include = os.environ.get("FAKE_GPU_FFI_INCLUDE") or libinfo.find_include_path()  # a runtime copy has none
+            subprocess.run(["cc", "-shared", "-fPIC", "-O1", f"-I{include}", "-o", path + ".tmp",
                             c_file, ffi, f"-Wl,-rpath,{os.path.dirname(ffi)}"], check=True, capture_output=True)
             os.replace(path + ".tmp", path)
         kept.append(tvm.runtime.load_module(path))

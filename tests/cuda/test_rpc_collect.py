@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from cwm_bench.hardware import HardwareDescriptor
 from cwm_bench.measure.loopback import LoopbackCluster, free_port
-from tests.cuda.conftest import needs_nvcc
+from tests.cuda.conftest import TOOLS, needs_nvcc
 
 FAKE_SERVER = (os.path.join(os.path.dirname(__file__), "fake_gpu_server.py"),)
 # What the fake cannot tell about itself; a small L2 keeps the flush copies (in host memory) cheap.
@@ -111,6 +111,62 @@ def test_collect_target_cuda_on_two_gpu_servers_one_crashing_one_failing(tmp_pat
     assert Counter(r["origin"] for r in rows)["evolutionary"] >= 1
     problems, _ = validate_dataset(str(out), replay_count=2)
     assert problems == []
+
+
+def _runtime_only_env(tmp_path) -> dict[str, str]:
+    """A server environment with TVM's runtime only (the copy the bundle flow ships: no compiler)."""
+    import tvm_ffi.libinfo
+
+    sys.path.insert(0, TOOLS)
+    try:
+        import make_runtime_bundle
+    finally:
+        sys.path.remove(TOOLS)
+    make_runtime_bundle.make_runtime(str(tmp_path / "runtime"), ffi_from_installed=True)
+    return {"TVM_USE_RUNTIME_LIB": "1", "PYTHONPATH": str(tmp_path / "runtime" / "site"),
+            "FAKE_GPU_FFI_INCLUDE": tvm_ffi.libinfo.find_include_path()}
+
+
+@pytest.mark.parametrize("server_tvm", ["full", "runtime-only"])
+def test_outputs_that_differ_on_a_gpu_server_are_wrong_result_rows(tmp_path, monkeypatch, server_tvm):
+    """The output check runs on the server: kernels whose outputs differ from the reference's are rows
+    with status wrong_result (the fake writes launch-dependent values with FAKE_GPU_WRONG). The server
+    runs the full TVM, or the runtime-only copy (no compiler in the server: libraries arrive built)."""
+    from cwm_bench.build.builder import ParallelBuilder
+    from cwm_bench.candidates.generate import CandidateGenerator
+    from cwm_bench.cuda.build import reference_module
+    from cwm_bench.hardware import target_for
+    from cwm_bench.measure.protocol import MeasureProtocol
+    from cwm_bench.measure.rpc import RpcConfig
+    from cwm_bench.measure.rpc_runner import RpcRunner
+    from cwm_bench.measure.runner import MeasureItem
+    from cwm_bench.workload.suites import select_workloads
+
+    monkeypatch.setenv("FAKE_GPU_WRONG", "1")
+    (w,) = select_workloads("mini:matmul_64x64x64", "cuda")
+    target = target_for(FAKE_GPU)
+    candidates = CandidateGenerator(w, target, seed=3).random(3, max_attempts_per_candidate=64)
+    builder = ParallelBuilder(str(target), 1)
+    builds = builder.build([("ref", reference_module(w.mod, target))] + [(c.program_hash, c.mod) for c in candidates])
+    ref, built = builds[0], [b for b in builds[1:] if b.status == "ok"]
+    assert ref.status == "ok" and built, [b.error for b in builds]
+    specs = [(tuple(a.shape), a.dtype) for a in w.args]
+    items = [MeasureItem(b.key, b.lib_path, w.workload_id, specs, reference_path=ref.lib_path) for b in built]
+    protocol = MeasureProtocol(rounds=1, repeats_per_round=1, cache_flush=True, check_fraction=1.0)
+    server_env = _runtime_only_env(tmp_path) if server_tvm == "runtime-only" else {}
+    with LoopbackCluster(servers=1, key="wrong", server_argv=FAKE_SERVER, server_env=server_env,
+                         log_dir=str(tmp_path)) as cluster:
+        runner = RpcRunner(protocol, RpcConfig(cluster.tracker, "wrong", connect_timeout_s=30), "cuda",
+                           expected_gpu=(FAKE_GPU.name, FAKE_GPU.arch), flush_bytes=2**21)
+        try:
+            results = runner.measure(items)
+        finally:
+            runner.close()
+            builder.close()
+    loaded = "loaded=False" if server_tvm == "runtime-only" else "loaded=True"
+    assert f"TVM compiler {loaded}" in (tmp_path / "server0.log").read_text()
+    assert {r.status for r in results} == {"wrong_result"}, [(r.status, r.error) for r in results]
+    assert all("output differs" in r.error and r.checked for r in results)
 
 
 def test_gpu_server_refusals_are_one_line(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -166,3 +168,26 @@ def test_a_server_with_another_cpu_stops_the_run(target, generator):
             runner.measure(items)
         runner.close()
     builder.close()
+
+
+SUPERVISED = (os.path.join(os.path.dirname(__file__), "..", "..", "tools", "rpc_server_supervised.py"), "--",
+              sys.executable, "-m", "tvm.exec.rpc_server")
+
+
+def test_a_kernel_that_kills_its_session_with_a_supervised_server(target, generator):
+    """A kernel that aborts kills its session process, which stops TVM's server from serving (it stays
+    registered); tools/rpc_server_supervised.py restarts it, so the one server measures the rest."""
+    from cwm_bench.measure.rpc_runner import RpcRunner
+    from tests.kernels import aborting_mod
+
+    builder, items = _built(target, {"abort": aborting_mod(), **{c.program_hash: c.mod for c in generator.random(2)}})
+    with LoopbackCluster(servers=1, key="crash", server_argv=SUPERVISED) as cluster:
+        runner = RpcRunner(QUICK, RpcConfig(cluster.tracker, "crash", max_attempts=2, connect_timeout_s=60))
+        try:
+            results = runner.measure(items)
+        finally:
+            runner.close()
+    builder.close()
+    crashed, *good = results
+    assert [r.status for r in good] == ["ok", "ok"], [r.error for r in good]
+    assert crashed.status == "run_error" and "lost on 2" in crashed.error  # charged twice, on restarted servers
