@@ -10,6 +10,9 @@ import click
 
 from cwm_bench.cli import main
 from cwm_bench.cli.cuda import CUDA_FLOW
+from cwm_bench.hardware import GPU_PRESETS
+
+GPU_PRESET_NAMES = list(GPU_PRESETS)
 
 # Ranges of the counts and fractions (bad values are usage errors, exit 2, before anything runs).
 COUNT = click.IntRange(min=1)
@@ -92,12 +95,16 @@ def workloads_list(suite: str | None, target_kind: str) -> None:
               help="With overlap: the cores that measure, as a count (the last N usable cores) or a list "
                    "(`1,3`, `2-3`); the others search and build. Default: half the cores. Rows record the "
                    "measuring cores as the hardware's core count.")
+@click.option("--gpu", "gpu_choice", type=click.Choice(["auto", *GPU_PRESET_NAMES]), default="auto",
+              show_default=True,
+              help="With --target cuda: auto describes the GPU from the device (or an RPC server); a preset "
+                   "also checks that the GPU is that one, and describes servers that cannot tell.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
 def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_size: int,
             evolutionary_fraction: float, seed: int, rounds: int, repeats: int, min_repeat_ms: int,
             cache_flush: bool | None, check_fraction: float, timeout_s: float, build_workers: int | None,
             rpc_tracker: str | None, device_key: str | None, parallel: int | None, device_hardware: str | None,
-            max_attempts: int, overlap: str, measure_cores: str | None, no_progress: bool) -> None:
+            max_attempts: int, overlap: str, measure_cores: str | None, gpu_choice: str, no_progress: bool) -> None:
     """Generate schedules, build and measure them, and append the records to a Parquet dataset.
 
     Resumable: run the same command again (after a crash, kill -9 or Ctrl-C) and it continues
@@ -125,6 +132,9 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
     from cwm_bench.rows.store import DATASET_ERRORS
     from cwm_bench.workload.suites import UnknownSuiteError, select_workloads
 
+    if gpu_choice != "auto" and (target_kind != "cuda" or device_hardware):
+        raise click.UsageError("--gpu PRESET is for --target cuda, without --device-hardware (both would describe "
+                               "the GPU)")
     rpc = _rpc_config(rpc_tracker, device_key, parallel, max_attempts, device_hardware)
     given = _descriptor(device_hardware) if device_hardware else None
     if given is not None and given.kind != ("gpu" if target_kind == "cuda" else "cpu"):
@@ -133,7 +143,7 @@ def collect(target_kind: str, suite: str, out_dir: str, per_task: int, batch_siz
                                  param_hint="--device-hardware")
     gpu = None
     if target_kind == "cuda":
-        gpu = given or (_rpc_gpu_hardware(rpc) if rpc else _gpu_hardware())
+        gpu = given or _gpu_for(rpc, gpu_choice)
         cache_flush = True if cache_flush is None else cache_flush
     try:
         chosen = select_workloads(suite, target_kind)
@@ -198,14 +208,37 @@ def _descriptor(path: str):
                                  f"writes one): {exc}", param_hint="--device-hardware") from exc
 
 
-def _rpc_gpu_hardware(rpc, advice: str = "; describe the GPU with --device-hardware FILE (`cwm-bench hardware "
-                                          "--gpu --json > FILE` on a machine with that GPU)"):
+def _gpu_for(rpc, choice: str):
+    """The GPU rows will record: read from this machine's GPU or an RPC server; with a preset, checked
+    against it (and the preset itself where a server cannot tell)."""
+    from cwm_bench.cuda.remote import rpc_gpu
+    from cwm_bench.hardware import GPU_PRESETS
+
+    preset = GPU_PRESETS.get(choice)
+    if rpc is None:
+        found = _gpu_hardware()
+    else:
+        found, why = rpc_gpu(rpc)
+        if found is None and preset is None:
+            raise click.ClickException(f"{why}; name the GPU with --gpu {'|'.join(GPU_PRESET_NAMES)} or describe it "
+                                       f"with --device-hardware FILE (`cwm-bench hardware --gpu --json > FILE` on a "
+                                       f"machine with that GPU)")
+        if found is None:
+            click.echo(f"{why}: rows record the --gpu {choice} preset ({preset.name})", err=True)
+            return preset
+    if preset is not None and (found.name, found.arch) != (preset.name, preset.arch):
+        raise click.UsageError(f"the GPU is an {found.name} ({found.arch}), not --gpu {choice} ({preset.name}, "
+                               f"{preset.arch})")
+    return found
+
+
+def _rpc_gpu_hardware(rpc):
     """The GPU of a server under the key, as its CUDA device API describes it, or one clear error."""
     from cwm_bench.cuda.remote import rpc_gpu
 
     hardware, why = rpc_gpu(rpc)
     if hardware is None:
-        raise click.ClickException(why + advice)
+        raise click.ClickException(why)
     return hardware
 
 
@@ -309,7 +342,7 @@ def hardware(as_json: bool, gpu: bool, rpc_tracker: str | None, device_key: str 
         raise click.UsageError("--rpc-tracker describes a GPU server: add --gpu (a CPU server: run "
                                "`cwm-bench hardware --json` on it)")
     if gpu and rpc_tracker:
-        h = _rpc_gpu_hardware(_rpc_config(rpc_tracker, device_key, None, 1, None), advice="")
+        h = _rpc_gpu_hardware(_rpc_config(rpc_tracker, device_key, None, 1, None))
     elif gpu:
         from cwm_bench.cuda.local import local_gpu
 

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-from cwm_bench.hardware import HardwareDescriptor
+from cwm_bench.hardware import GPU_PRESETS, HardwareDescriptor
 from cwm_bench.measure.loopback import LoopbackCluster, free_port
 from tests.cuda.conftest import TOOLS, needs_nvcc
 
@@ -80,22 +80,24 @@ def test_collect_target_cuda_on_two_gpu_servers_one_crashing_one_failing(tmp_pat
     crashed, failed = tmp_path / "crashed-once", tmp_path / "failed-once"
     monkeypatch.setenv("FAKE_GPU_ABORT_ONCE", str(crashed))  # the servers' environment
     monkeypatch.setenv("FAKE_GPU_FAIL_ONCE", str(failed))
-    descriptor = tmp_path / "gpu.json"
-    descriptor.write_text(FAKE_GPU.to_json())
     out = tmp_path / "data"
     with LoopbackCluster(servers=2, key="fakegpu", server_argv=FAKE_SERVER, log_dir=str(tmp_path)) as cluster:
         rpc = ["--rpc-tracker", cluster.tracker, "--device-key", "fakegpu"]
         told = _collect(["--out", str(out), *rpc])
         assert told.exit_code == 1 and "did not tell its GPU's device_name" in told.output, told.output
-        assert "--device-hardware" in told.output and "Traceback" not in told.output and not out.exists()
+        assert "--gpu h100|h200" in told.output and "--device-hardware" in told.output
+        assert "Traceback" not in told.output and not out.exists()
 
+        # the preset describes the GPU the servers cannot describe (rows get its hw_id; flushes of 2 x 50 MiB)
         result = _collect(["--workloads", "mini:matmul_64x64x64", "--per-task", "8", "--batch-size", "4",
                            "--rounds", "2", "--repeats", "2", "--check-fraction", "1", "--out", str(out),
-                           "--device-hardware", str(descriptor), "--no-progress", *rpc])
+                           "--gpu", "h100", "--no-progress", *rpc])
     assert result.exit_code == 0, result.output
     assert crashed.exists() and failed.exists(), "both faults happened"
     rows = DatasetStore(str(out), readonly=True).read("records").to_pylist()
-    assert len(rows) == 8 and {r["hw_id"] for r in rows} == {FAKE_GPU.hw_id} and {r["hw_kind"] for r in rows} == {"gpu"}
+    assert "rows record the --gpu h100 preset" in result.output
+    h100 = GPU_PRESETS["h100"]
+    assert len(rows) == 8 and {r["hw_id"] for r in rows} == {h100.hw_id} and {r["hw_kind"] for r in rows} == {"gpu"}
     statuses = Counter(r["status"] for r in rows)
     assert statuses["run_error"] == 1, statuses  # the CUDA error: that kernel's row; the crash: measured elsewhere
     assert "CUDAError" in next(r["error"] for r in rows if r["status"] == "run_error")
@@ -186,6 +188,16 @@ def test_gpu_server_refusals_are_one_line(tmp_path):
         result = _collect(["--out", str(tmp_path / "x"), "--device-hardware", str(bad),
                            "--rpc-tracker", cluster.tracker, "--device-key", "k"])
         assert result.exit_code == 2 and "is not a hardware descriptor" in result.output, result.output
+        result = _collect(["--out", str(tmp_path / "x"), "--gpu", "h100", "--device-hardware", str(cpu),
+                           "--rpc-tracker", cluster.tracker, "--device-key", "k"])
+        assert result.exit_code == 2 and "--gpu PRESET" in result.output, result.output
+        from cwm_bench.cli import main
+
+        rpc = ["--rpc-tracker", cluster.tracker, "--device-key", "k"]
+        described = CliRunner().invoke(main, ["hardware", "--gpu", *rpc])
+        assert described.exit_code == 1 and "did not tell its GPU's" in described.output
+        described = CliRunner().invoke(main, ["hardware", *rpc])
+        assert described.exit_code == 2 and "add --gpu" in described.output
     assert not (tmp_path / "x").exists()
 
 
@@ -222,3 +234,23 @@ def test_a_server_with_another_gpu_stops_the_run():
     Lane.server_gpu = {"exist": False}
     with pytest.raises(TrackerError, match="has no CUDA device"):
         runner._check_device(Lane())
+
+
+def test_a_gpu_preset_is_checked_against_the_gpu_a_server_describes(monkeypatch):
+    import click
+
+    from cwm_bench.cli import collection
+    from cwm_bench.cuda import remote
+    from cwm_bench.cuda.ingest import hardware_from_device
+    from tests.cuda.scripted_gpu import H100
+
+    a100 = hardware_from_device({"tvm_device": {**H100, "device_name": "NVIDIA A100-SXM4-80GB",
+                                                "compute_version": "8.0", "multi_processor_count": 108}})
+    monkeypatch.setattr(remote, "rpc_gpu", lambda rpc: (a100, ""))
+    assert collection._gpu_for(object(), "auto") is a100
+    with pytest.raises(click.UsageError, match="is an NVIDIA A100-SXM4-80GB \\(sm_80\\), not --gpu h100"):
+        collection._gpu_for(object(), "h100")
+    h100 = hardware_from_device({"tvm_device": H100})
+    monkeypatch.setattr(remote, "rpc_gpu", lambda rpc: (h100, ""))
+    assert collection._gpu_for(object(), "h100") is h100, "the device's own description wins over the preset's"
+    assert h100.hw_id == GPU_PRESETS["h100"].hw_id
