@@ -8,10 +8,8 @@ the hw_id depends on neither, so the same GPU gets the same hw_id as collected l
 
 from __future__ import annotations
 
-import datetime as dt
-
+from cwm_bench.cuda.local import ask_worker, described_gpu
 from cwm_bench.hardware import HardwareDescriptor
-from cwm_bench.isolation import IsolatedWorker
 from cwm_bench.measure.rpc import RpcConfig
 
 REQUIRED = ("device_name", "compute_version", "multi_processor_count")
@@ -20,21 +18,15 @@ REQUIRED = ("device_name", "compute_version", "multi_processor_count")
 def rpc_gpu(config: RpcConfig, timeout_s: float = 120.0,
             handler: str = "cwm_bench.measure.worker:handle") -> tuple[HardwareDescriptor | None, str]:
     """(the GPU of a server under `config.key` as rows record it, "") or (None, why it cannot be told)."""
-    from cwm_bench.cuda.ingest import hardware_from_device
-
-    worker = IsolatedWorker(handler)
-    try:
-        connect = {"op": "connect", "tracker": list(config.address), "key": config.key, "device": "cuda",
-                   "session_timeout_s": timeout_s, "wait_s": timeout_s / 2}
-        connected = worker.call(connect, timeout_s)
-        if not connected.ok:
-            return None, f"no session from the tracker: {(connected.message or connected.status).strip()[:300]}"
-        server = connected.value["server"]
-        outcome = worker.call({"op": "info", "device": "cuda", "rpc": True}, timeout_s)
-    except RuntimeError as exc:
-        return None, f"the measuring worker did not start: {exc}"
-    finally:
-        worker.close()
+    connect = {"op": "connect", "tracker": list(config.address), "key": config.key, "device": "cuda",
+               "session_timeout_s": timeout_s, "wait_s": timeout_s / 2}
+    replies = ask_worker(handler, [connect, {"op": "info", "device": "cuda", "rpc": True}], timeout_s)
+    if isinstance(replies, str):
+        return None, replies
+    connected, *rest = replies
+    if not connected.ok:
+        return None, f"no session from the tracker: {(connected.message or connected.status).strip()[:300]}"
+    server, outcome = connected.value["server"], rest[0]
     if not outcome.ok:
         return None, f"server {server} could not open its CUDA device: {(outcome.message or outcome.status)[:300]}"
     info = outcome.value
@@ -43,6 +35,4 @@ def rpc_gpu(config: RpcConfig, timeout_s: float = 120.0,
     missing = [name for name in REQUIRED if info.get(name) in (None, "", 0)]
     if missing:
         return None, f"server {server} did not tell its GPU's {', '.join(missing)}"
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    device = {"tvm_device": info, "nvidia_smi": {}, "collected_at": now}
-    return hardware_from_device(device), ""
+    return described_gpu(info, {}), ""
