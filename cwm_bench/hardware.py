@@ -73,6 +73,11 @@ def detect_cpu(num_cores: int | None = None) -> HardwareDescriptor:
     )
 
 
+def gpu_arch(compute_version: str | float) -> str:
+    """A CUDA compute version as TVM's target names its arch: "9.0" -> "sm_90"."""
+    return "sm_" + str(compute_version).replace(".", "")
+
+
 def target_for(hardware: HardwareDescriptor):
     """The TVM target that generates code for `hardware` (host CPU features via mcpu)."""
     import tvm

@@ -212,7 +212,6 @@ def _gpu_for(rpc, choice: str):
     """The GPU rows will record: read from this machine's GPU or an RPC server; with a preset, checked
     against it (and the preset itself where a server cannot tell)."""
     from cwm_bench.cuda.remote import rpc_gpu
-    from cwm_bench.hardware import GPU_PRESETS
 
     preset = GPU_PRESETS.get(choice)
     if rpc is None:

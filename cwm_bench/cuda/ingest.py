@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from cwm_bench.cuda import MANIFEST, PENDING, WORKLOADS, bundle_name
-from cwm_bench.hardware import HardwareDescriptor
+from cwm_bench.hardware import HardwareDescriptor, gpu_arch
 from cwm_bench.measure.protocol import summarize
 from cwm_bench.rows.records import provenance
 from cwm_bench.rows.schema import STATUSES
@@ -36,7 +36,7 @@ def hardware_from_device(device: dict) -> HardwareDescriptor:
                "collected_at": device.get("collected_at")}
     return HardwareDescriptor(
         kind="gpu", name=str(tvm_dev.get("device_name") or smi.get("name") or "unknown"),
-        arch="sm_" + str(tvm_dev["compute_version"]).replace(".", ""),
+        arch=gpu_arch(tvm_dev["compute_version"]),
         num_cores=int(tvm_dev["multi_processor_count"]),
         details={k: v for k, v in details.items() if v is not None})
 

@@ -17,12 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from cwm_bench.hardware import gpu_arch
 from cwm_bench.measure.protocol import MeasureProtocol
 from cwm_bench.measure.rpc import RpcConfig, TrackerError, check_tracker, servers_for, tracker_summary
 from cwm_bench.measure.runner import LOST, REQUEUE, MeasureItem, MeasureResult, Runner
 
 MAX_CONNECT_FAILURES = 2  # consecutive, per lane and batch
-REGISTRATION_GRACE_S = 30.0  # a key without servers this long stops the batch (a restarted server is back in ~5 s)
+PACE_S = 5.0  # at most one session request per lane this often, however fast refusals come back
+REGISTRATION_GRACE_S = 30.0  # a key without servers this long stops the batch (restarted ones re-register in seconds)
 
 
 class RpcRunner:
@@ -107,7 +109,7 @@ class RpcRunner:
                         return
                     cond.notify_all()
                     if why_not:  # pace the attempts: a refusal can come back at once (a tracker gone)
-                        cond.wait(max(0.0, min(self.config.connect_slice_s, 5.0) -
+                        cond.wait(max(0.0, min(self.config.connect_slice_s, PACE_S) -
                                       (time.monotonic() - attempt_started)))
 
         # Lanes run on the pool's long-lived threads: a worker process dies with the thread that
@@ -171,7 +173,7 @@ class RpcRunner:
             raise TrackerError(f"server {lane.server} (key {self.config.key!r}) has no CUDA device (its TVM runtime "
                                f"lacks CUDA, or the GPU is not visible to it){why}")
         if gpu.get("name") and gpu.get("compute_version"):
-            seen = (str(gpu["name"]), "sm_" + str(gpu["compute_version"]).replace(".", ""))
+            seen = (str(gpu["name"]), gpu_arch(gpu["compute_version"]))
             if seen != self.expected_gpu:
                 raise TrackerError(f"server {lane.server} (key {self.config.key!r}) has an {seen[0]} ({seen[1]}) but "
                                    f"the rows record {self.expected_gpu[0]} ({self.expected_gpu[1]}); give each "

@@ -175,8 +175,8 @@ SUPERVISED = (os.path.join(os.path.dirname(__file__), "..", "..", "tools", "rpc_
 
 
 def test_a_kernel_that_kills_its_session_with_a_supervised_server(target, generator):
-    """A kernel that aborts kills its session process, which stops TVM's server from serving (it stays
-    registered); tools/rpc_server_supervised.py restarts it, so the one server measures the rest."""
+    """A kernel that aborts kills its session process, which stops TVM's server from serving (here it
+    leaves the tracker); tools/rpc_server_supervised.py restarts it, so the one server measures the rest."""
     from cwm_bench.measure.rpc_runner import RpcRunner
     from tests.kernels import aborting_mod
 
