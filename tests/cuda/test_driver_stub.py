@@ -3,22 +3,31 @@ error where it cannot be made."""
 
 from __future__ import annotations
 
-import ctypes
 import os
+import subprocess
+import sys
 
 import pytest
 
 from cwm_bench.cuda import driver_stub
+
+PROBE = """
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+text = ctypes.c_char_p()
+print(lib.cuModuleLoadData(), lib.cuGetErrorString(100, ctypes.byref(text)), b"stub" in text.value)
+"""
 
 
 def test_the_stub_loads_as_the_driver_and_reports_no_device(tmp_path, monkeypatch):
     monkeypatch.setenv("CWM_BENCH_CACHE", str(tmp_path))
     driver_stub.stub_dir.cache_clear()
     folder = driver_stub.stub_dir()
-    lib = ctypes.CDLL(os.path.join(folder, "libcuda.so.1"))
-    assert lib.cuModuleLoadData() == 100, "CUDA_ERROR_NO_DEVICE"
-    text = ctypes.c_char_p()
-    assert lib.cuGetErrorString(100, ctypes.byref(text)) == 0 and b"stub" in text.value
+    # loaded in another process: once a libcuda.so.1 is loaded here, this process would look like a GPU machine
+    done = subprocess.run([sys.executable, "-c", PROBE, os.path.join(folder, "libcuda.so.1")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["100", "0", "True"], "CUDA_ERROR_NO_DEVICE; an error string naming the stub"
     driver_stub.stub_dir.cache_clear()
     assert driver_stub.stub_dir() == folder, "made once, reused after"
     driver_stub.stub_dir.cache_clear()
